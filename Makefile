@@ -1,0 +1,61 @@
+# dir_ros: one-command environment, build, demo and tests.
+#   make setup   create .venv, install pinned dependencies, build the ROS package (idempotent)
+#   make test    setup if needed, then every test (core, ROS, message round trips)
+#   make demo    setup if needed, then run the demo on the sample images
+# Torch: TORCH_SPEC picks the build. Here the default resolves to the CPU wheel on disk; on
+# a machine with an NVIDIA GPU the default PyPI wheel is the CUDA build. For a CPU-only build
+# elsewhere pass the PyTorch CPU wheel index: make setup TORCH_INDEX_URL=<PyTorch CPU index>.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+ROS_ENV := tools/ros_env.sh
+# colcon builds through a folder of symlinks so that the package's CMake source directory
+# does not contain .venv (CMake refuses exported include dirs, like numpy's, inside it).
+WS := .ws
+PKG_ITEMS := package.xml CMakeLists.txt msg dir_ros launch config weights rviz scripts test
+STAMP := $(VENV)/.stamp
+
+.PHONY: setup build test demo clean
+setup: $(STAMP)/deps build
+
+$(STAMP)/venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 'setuptools<80' wheel
+	mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/torch: $(STAMP)/venv
+	$(PIP) install -q $(TORCH_SPEC) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	touch $@
+
+$(STAMP)/deps: $(STAMP)/torch requirements/core.txt requirements/ros.txt setup.py tools/fix_ros_wheel_cmake.py
+	$(PIP) install -q -r requirements/core.txt -r requirements/ros.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) tools/fix_ros_wheel_cmake.py $(VENV)
+	touch $@
+
+build: $(STAMP)/deps
+	mkdir -p $(WS)/src/dir_ros
+	for item in $(PKG_ITEMS); do ln -sfn ../../../$$item $(WS)/src/dir_ros/$$item; done
+	# tf2_msgs: the distro's when there is one, else the test-environment stand-in.
+	if [ -d "$(VENV)/share/tf2_msgs" ] || [ -n "$$(ls -d /opt/ros/*/share/tf2_msgs 2>/dev/null)" ]; then \
+	  rm -f $(WS)/src/tf2_msgs; else ln -sfn ../../tools/tf2_msgs $(WS)/src/tf2_msgs; fi
+	source $(VENV)/bin/activate && \
+	  export AMENT_PREFIX_PATH="$$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$$VIRTUAL_ENV" && \
+	  colcon --log-base log build --base-paths $(WS)/src --build-base build --install-base install \
+	    --event-handlers console_direct- --cmake-args -DBUILD_TESTING=OFF \
+	    -DPython3_EXECUTABLE="$$VIRTUAL_ENV/bin/python" -Wno-dev
+
+test: setup
+	$(ROS_ENV) python -m pytest test -q -ra
+
+demo: setup
+	$(ROS_ENV) python -m dir_ros.demo --images ../shared/images --out out/demo
+
+clean:
+	rm -rf build install log $(WS)
