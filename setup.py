@@ -29,5 +29,12 @@ setup(
     install_requires=_requirements(),
     extras_require={"test": ["pytest"]},
     entry_points={"console_scripts": ["dir-ros = dir_ros.cli:main"]},
+    # Data the core reads at run time, at the same share/dir_ros paths colcon installs them to
+    # (dir_ros.hand_model.open_hand_dir and the bag tools look there after a pip install).
+    data_files=[
+        ("share/dir_ros/weights/open_hand", [str(p.relative_to(HERE)) for p in sorted((HERE / "weights/open_hand").glob("*")) if p.is_file()]),
+        ("share/dir_ros/msg", [str(p.relative_to(HERE)) for p in sorted((HERE / "msg").glob("*.msg"))]),
+        ("share/dir_ros/config/model", [str(p.relative_to(HERE)) for p in sorted((HERE / "config/model").glob("*.yaml"))]),
+    ],
     include_package_data=False,
 )
