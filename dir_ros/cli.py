@@ -1,0 +1,410 @@
+"""Console script ``dir-ros``: ``make-bag`` (dataset -> rosbag2) and ``eval-bag`` (score a bag).
+
+Library entry points used by the CLI and the tests: :func:`make_bag`, :func:`eval_bag`.
+No ROS installation is needed (bags are read and written with rosbags).
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+PROG = "dir-ros"
+DEFAULT_OUT_DIR = "dir_ros_eval"  # eval-bag output folder (relative to the working directory)
+# A recorded receive time minus header stamp beyond this is not a latency (clock mismatch,
+# e.g. wall-clock recording of a replayed bag without --use-sim-time).
+MAX_PLAUSIBLE_LATENCY_S = 10.0
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+class Predictor(Protocol):
+    """What eval-bag needs from a predictor (dir_ros.predictor.HandsPredictor has it)."""
+
+    def predict(self, rgb: np.ndarray, K: np.ndarray | None) -> Any:
+        """rgb (H,W,3) uint8, K (3,3) or None -> FrameResult-like (left/right hand results)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# make-bag
+
+
+def make_bag(args: argparse.Namespace) -> dict[str, int]:
+    """Build a bag from the selected source; returns message counts per topic."""
+    from .eval.bag import DEFAULT_FRAME_ID, write_dataset_bag
+    from .eval.dataset import SOURCES
+
+    source = SOURCES[args.source]
+    frames, info = source.open(args)
+    frame_id = args.frame_id or info.get("frame_id") or DEFAULT_FRAME_ID
+    return write_dataset_bag(
+        args.output, frames, storage=args.storage, frame_id=frame_id, compressed=args.compressed,
+        jpeg_quality=args.jpeg_quality, progress=not args.no_progress,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# eval-bag
+
+
+def frame_sample_from_result(result: Any, K: np.ndarray | None, stamp_ns: int) -> Any:
+    """metrics.FrameSample from a predictor FrameResult (duck-typed: .left/.right hands)."""
+    from .eval.metrics import FrameSample, HandSample
+
+    if isinstance(result, FrameSample):
+        result.stamp_ns = stamp_ns
+        return result
+
+    def hand(h: Any) -> HandSample:
+        if h is None or not bool(getattr(h, "valid", False)):
+            return HandSample(valid=False)
+        verts = getattr(h, "vertices", None)
+        faces = getattr(h, "faces", None)
+        return HandSample(
+            valid=True,
+            joints=np.asarray(h.joints, float).reshape(-1, 3),
+            vertices=None if verts is None or np.size(verts) == 0 else np.asarray(verts, float).reshape(-1, 3),
+            faces=None if faces is None or np.size(faces) == 0 else np.asarray(faces, np.int64).reshape(-1, 3),
+            metric=bool(getattr(h, "metric", K is not None)),
+            confidence=float(getattr(h, "confidence", float("nan"))),
+        )
+
+    return FrameSample(left=hand(result.left), right=hand(result.right), K=K, stamp_ns=stamp_ns)
+
+
+def _pick_topic(topics: dict[str, str], wanted: str | None, defaults: tuple[str, ...],
+                types: tuple[str, ...], what: str, required: bool, exclude: tuple[str, ...] = ()) -> str | None:
+    """Choose a topic: the requested one, else a default name, else the only one of the types."""
+    from .eval.bag import BagError
+
+    if wanted:
+        if wanted not in topics:
+            raise BagError(f"{what} topic {wanted!r} not in the bag (topics: {', '.join(sorted(topics))})")
+        return wanted
+    for name in defaults:
+        if name in topics and topics[name] in types:
+            return name
+    cands = [t for t, ty in topics.items() if ty in types and t not in exclude]
+    if len(cands) == 1:
+        return cands[0]
+    if required:
+        hint = f"several: {', '.join(sorted(cands))}; choose one with its --*-topic option" if cands else "none found"
+        raise BagError(f"no {what} topic in the bag ({hint})")
+    return None
+
+
+def _latest_k(k_stamps: list[int], k_values: list[np.ndarray], stamp: int) -> np.ndarray | None:
+    """The intrinsics of the latest CameraInfo at or before stamp (else the first one)."""
+    if not k_stamps:
+        return None
+    i = bisect.bisect_right(k_stamps, stamp) - 1
+    return k_values[max(i, 0)]
+
+
+def _rate_hz(stamps: list[int]) -> float | None:
+    """Mean message rate from sorted stamps (ns)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return None
+    return (len(stamps) - 1) * NS_PER_S / (stamps[-1] - stamps[0])
+
+
+def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
+                    on_image: Callable[[int, Any, np.ndarray | None, Any], None] | None = None) -> dict[str, Any]:
+    """Read GT, camera info and (optionally) images of the reference bag.
+
+    on_image(stamp_ns, image msg, latest K, GT FrameSample or None) is called per image in
+    bag order (the GT topic is read first, in its own pass).
+    """
+    from .eval.bag import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, TOPIC_COMPRESSED, TOPIC_GT,
+                           TOPIC_IMAGE, TOPIC_INFO, TWO_HAND_MESH, BagReader, K_from_camera_info,
+                           frame_sample_from_msg, stamp_to_ns)
+
+    out: dict[str, Any] = {"gt": {}, "image_stamps": [], "k_stamps": [], "k_values": []}
+    with BagReader(bag) as reader:
+        topics = reader.topics
+        img_t = _pick_topic(topics, args.image_topic, (TOPIC_IMAGE, TOPIC_COMPRESSED),
+                            (IMAGE, COMPRESSED_IMAGE), "image", required=need_images)
+        info_t = _pick_topic(topics, args.info_topic, (TOPIC_INFO,), (CAMERA_INFO,), "camera_info", required=False)
+        gt_t = _pick_topic(topics, args.gt_topic, (TOPIC_GT,), (TWO_HAND_MESH,), "ground truth",
+                           required=False, exclude=(args.hands_topic,)) if args.gt_topic or TOPIC_GT in topics else None
+        out["topics"] = {"image": img_t, "camera_info": info_t, "ground_truth": gt_t}
+        if gt_t:
+            for m in reader.messages([gt_t]):
+                s = stamp_to_ns(m.msg.header)
+                out["gt"][s] = frame_sample_from_msg(m.msg)
+        wanted = [t for t in (img_t, info_t) if t]
+        progress = None
+        if on_image is not None and img_t:
+            from tqdm import tqdm
+
+            progress = tqdm(total=reader.count(img_t), desc="eval-bag", unit="frame",
+                            file=sys.stderr, disable=args.no_progress)
+        for m in reader.messages(wanted):
+            if m.topic == info_t:
+                K = K_from_camera_info(m.msg)
+                if K is not None:
+                    out["k_stamps"].append(stamp_to_ns(m.msg.header))
+                    out["k_values"].append(K)
+            elif m.topic == img_t:
+                s = stamp_to_ns(m.msg.header)
+                out["image_stamps"].append(s)
+                if on_image is not None:
+                    K = _latest_k(out["k_stamps"], out["k_values"], s)
+                    gt = out["gt"].get(s)
+                    if gt is not None and gt.K is None:
+                        gt.K = K
+                    on_image(s, m.msg, K, gt)
+                    if progress is not None:
+                        progress.update(1)
+        if progress is not None:
+            progress.close()
+    for s, g in out["gt"].items():
+        if g.K is None:
+            g.K = _latest_k(out["k_stamps"], out["k_values"], s)
+    return out
+
+
+def load_predictor(config: str | None) -> Predictor:
+    """dir_ros.predictor.HandsPredictor from a config (imported lazily: torch is heavy)."""
+    if not config:
+        raise ValueError("eval-bag needs --config CONFIG.yaml (the predictor's config, e.g. the node's "
+                         "config/hands.yaml) or --predictions OUT_BAG (a recording of the live node)")
+    try:
+        from .predictor import HandsPredictor
+    except ImportError as err:
+        raise RuntimeError(f"cannot import dir_ros.predictor ({err})") from None
+    return HandsPredictor.from_config(config)
+
+
+def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> dict[str, Any]:
+    """Score a bag; writes report.json / report.md / pck.png into args.out; returns the summary.
+
+    Without args.predictions every image goes through ``predictor`` (or the one built from
+    args.config) in bag order; with it, TwoHandMesh messages of that bag are matched to the
+    reference frames by header stamp.
+    """
+    from .eval.bag import decode_image
+    from .eval.metrics import Evaluator
+    from .eval.report import write_report
+
+    bag = Path(args.bag)
+    evaluator = Evaluator(compute_iv=not args.no_iv)
+    summary_extra: dict[str, Any] = {}
+    if args.predictions is None:
+        pred = predictor if predictor is not None else load_predictor(args.config)
+        latencies: list[float] = []
+
+        def on_image(stamp: int, msg: Any, K: np.ndarray | None, gt: Any) -> None:
+            rgb = decode_image(msg)
+            t0 = time.perf_counter()
+            result = pred.predict(rgb, K)
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            evaluator.add(frame_sample_from_result(result, K, stamp), gt)  # streamed: no backlog
+
+        ref = _read_reference(bag, args, need_images=True, on_image=on_image)
+        frames = ref["image_stamps"]
+        preds = {s: None for s in frames}  # every image got a prediction (already scored)
+        summary_extra["latency_source"] = "predict() wall time per image, this machine"
+        summary_extra["source"] = {"mode": "predictor", "bag": str(bag)}
+        lat_ms = latencies
+        rates = {"processing (1 / mean latency)": (1000.0 / float(np.mean(latencies))) if latencies else None}
+    else:
+        from .eval.bag import TWO_HAND_MESH, BagReader, frame_sample_from_msg, stamp_to_ns
+
+        ref = _read_reference(bag, args, need_images=False)
+        preds = {}
+        lat_ms = []
+        duplicates = 0
+        with BagReader(args.predictions) as reader:
+            topics = reader.topics
+            hands_t = _pick_topic(topics, args.hands_topic, ("/hands",), (TWO_HAND_MESH,), "prediction",
+                                  required=True, exclude=(ref["topics"]["ground_truth"] or "",))
+            for m in reader.messages([hands_t]):
+                s = stamp_to_ns(m.msg.header)
+                if s in preds:
+                    duplicates += 1
+                preds[s] = frame_sample_from_msg(m.msg, _latest_k(ref["k_stamps"], ref["k_values"], s))
+                lat = (m.log_time_ns - s) / NS_PER_MS
+                if 0.0 <= lat <= MAX_PLAUSIBLE_LATENCY_S * 1000.0:
+                    lat_ms.append(lat)
+        ref["topics"]["predictions"] = hands_t
+        frames = sorted(set(ref["gt"]) | set(ref["image_stamps"])) or sorted(preds)
+        pstamps = sorted(preds)  # all prediction header stamps, matched or not
+        preds = _match_stamps(preds, frames, args.stamp_tolerance_ms)
+        summary_extra["duplicate_predictions"] = duplicates
+        summary_extra["latency_source"] = "bag receive time - header stamp of the predictions"
+        summary_extra["source"] = {"mode": "predictions bag", "bag": str(bag), "predictions": str(args.predictions)}
+        rates = {"input": _rate_hz(sorted(ref["image_stamps"])), "output": _rate_hz(pstamps)}
+    frame_set = set(frames)
+    matched = {s: p for s, p in preds.items() if s in frame_set}
+    if args.predictions is not None:
+        from tqdm import tqdm
+
+        for s in tqdm(frames, desc="scoring", unit="frame", file=sys.stderr, disable=args.no_progress):
+            evaluator.add(matched.get(s), ref["gt"].get(s))
+    summary = evaluator.summary()
+    summary.update(summary_extra)
+    summary["topics"] = ref["topics"]
+    summary["unmatched_predictions"] = len(preds) - len(matched)
+    summary["ground_truth_without_frame"] = len(set(ref["gt"]) - frame_set)
+    from .eval.metrics import describe
+
+    summary["latency_ms"] = describe(lat_ms)
+    summary["rate_hz"] = rates
+    write_report(summary, args.out)
+    return summary
+
+
+def _match_stamps(preds: dict[int, Any], frames: list[int], tolerance_ms: float) -> dict[Any, Any]:
+    """Re-key predictions to the nearest reference stamp within the tolerance (0: exact).
+
+    Unmatched predictions keep a ('unmatched', stamp) key so they are counted, not lost.
+    """
+    if tolerance_ms <= 0:
+        known = set(frames)
+        return {(s if s in known else ("unmatched", s)): p for s, p in preds.items()}
+    tol = int(tolerance_ms * NS_PER_MS)
+    out: dict[Any, Any] = {}
+    for s, p in sorted(preds.items()):
+        i = bisect.bisect_left(frames, s)
+        best = None
+        for j in (i - 1, i):
+            if 0 <= j < len(frames) and abs(frames[j] - s) <= tol and frames[j] not in out:
+                if best is None or abs(frames[j] - s) < abs(best - s):
+                    best = frames[j]
+        out[best if best is not None else ("unmatched", s)] = p
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# argparse
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        """Print `prog: error: message` and exit 2 (no usage block)."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The dir-ros argument parser with its subcommands."""
+    from .eval.bag import DEFAULT_JPEG_QUALITY, STORAGES
+    from .eval.dataset import SOURCES
+
+    parser = _Parser(prog=PROG, description="dir_ros tools: build evaluation bags and score bags.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    mk = sub.add_parser(
+        "make-bag", help="write a rosbag2 (images, camera_info, /hands/gt) from a dataset",
+        description="Write a rosbag2 with /camera/image_raw (or /camera/image_raw/compressed), "
+        "/camera/camera_info and /hands/gt (dir_ros/msg/TwoHandMesh) from a dataset source. "
+        "Sources: " + ", ".join(f"{s.name} ({s.help})" for s in SOURCES.values())
+        + ". The ground-truth JSON format is described in docs/evaluation.md.",
+    )
+    mk.add_argument("output", type=Path, help="bag folder to create (must not exist)")
+    mk.add_argument("--source", choices=sorted(SOURCES), default="folder", help="frame source (default: folder)")
+    for src in SOURCES.values():
+        src.add_arguments(mk)
+    mk.add_argument("--storage", choices=STORAGES, default="mcap", help="rosbag2 storage (default: mcap)")
+    mk.add_argument("--compressed", action="store_true", help="write JPEG CompressedImage on /camera/image_raw/compressed")
+    mk.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="JPEG quality 1-100 (default %(default)s)")
+    mk.add_argument("--frame-id", default=None, help="header frame_id (default: JSON's frame_id, else camera_color_optical_frame)")
+    mk.add_argument("--fps", type=float, default=None, help="stamp spacing of frames without 'stamp' (default: JSON fps or 30)")
+    mk.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser(
+        "eval-bag", help="score a bag: run the predictor on its images, or score a recording of the node",
+        description="Score BAG. Default: every image of BAG goes through the predictor (--config) in order "
+        "and is scored against /hands/gt. With --predictions OUT_BAG: the TwoHandMesh messages recorded "
+        "from the live node are matched to BAG's frames by header stamp. Writes report.json, report.md and "
+        "pck.png into --out. Without ground truth only rates, latency, drops and confidence are reported.",
+    )
+    ev.add_argument("bag", type=Path, help="reference bag (images, camera_info, optionally /hands/gt)")
+    ev.add_argument("--predictions", type=Path, default=None, metavar="OUT_BAG",
+                    help="bag recorded from the live node (TwoHandMesh on --hands-topic)")
+    ev.add_argument("--config", default=None, help="predictor config YAML (default mode only)")
+    ev.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), help="output folder (default: %(default)s)")
+    ev.add_argument("--image-topic", default=None, help="image topic (default: /camera/image_raw[/compressed])")
+    ev.add_argument("--info-topic", default=None, help="camera_info topic (default: /camera/camera_info)")
+    ev.add_argument("--gt-topic", default=None, help="ground-truth TwoHandMesh topic (default: /hands/gt if present)")
+    ev.add_argument("--hands-topic", default=None, help="prediction topic in OUT_BAG (default: /hands)")
+    ev.add_argument("--stamp-tolerance-ms", type=float, default=0.0,
+                    help="match predictions to frames within this stamp difference (default 0: exact)")
+    ev.add_argument("--no-iv", action="store_true", help="skip the interpenetration volume (voxelisation)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Checks argparse cannot express; raises ValueError with a one-line reason."""
+    if args.command == "make-bag":
+        if not 1 <= args.jpeg_quality <= 100:
+            raise ValueError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")
+        if args.fps is not None and not args.fps > 0:
+            raise ValueError(f"--fps must be positive, got {args.fps}")
+        if args.output.exists():
+            raise ValueError(f"output bag already exists: {args.output}")
+    elif args.command == "eval-bag":
+        from .eval.bag import BagReader
+
+        if args.stamp_tolerance_ms < 0:
+            raise ValueError("--stamp-tolerance-ms must be >= 0")
+        BagReader(args.bag)  # checks that it exists and is a rosbag2 folder
+        if args.predictions is not None:
+            BagReader(args.predictions)
+
+
+def main(argv: list[str] | None = None, predictor: Predictor | None = None) -> int:
+    """Entry point of the ``dir-ros`` console script; returns the exit status.
+
+    predictor: injected prediction source for eval-bag (tests); None builds it from --config.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        _validate(args)
+        if args.command == "make-bag":
+            counts = make_bag(args)
+            print(f"wrote {args.output} ({', '.join(f'{t}: {n}' for t, n in counts.items())})")
+        else:
+            summary = eval_bag(args, predictor=predictor)
+            print(_one_line_summary(summary, args.out))
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI contract: one line, no traceback
+        if args.debug:
+            raise
+        reason = " ".join(str(err).split()) or type(err).__name__
+        print(f"{PROG} {args.command}: error: {reason}", file=sys.stderr)
+        return 1
+
+
+def _one_line_summary(summary: dict[str, Any], out: Path) -> str:
+    """Short stdout line after eval-bag."""
+    parts = [f"frames {summary['frames']['total']}"]
+    if summary.get("has_ground_truth"):
+        m = summary["metrics"]["wrist"]["mean"]
+        for key, label in (("mpjpe_mm", "MPJPE"), ("mpvpe_mm", "MPVPE")):
+            if m.get(key) is not None:
+                parts.append(f"{label} {m[key]:.2f} mm")
+        if summary.get("mrrpe_mm") is not None:
+            parts.append(f"MRRPE {summary['mrrpe_mm']:.2f} mm")
+    return f"report in {out}: " + ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""rosbag2 read/write (mcap, sqlite3) of images, camera info and dir_ros/TwoHandMesh via rosbags.
+
+No ROS installation is needed: the dir_ros message types are registered in a rosbags
+typestore from the package's own ``msg/*.msg`` text (found by :func:`find_msg_dir`), and
+bags written here embed the definitions, so any ROS 2 tool (or AnyReader) can read them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .dataset import DatasetFrame, GtHand
+from .metrics import NUM_KEYPOINTS, SIDES, FrameSample, HandSample, project
+
+PACKAGE = "dir_ros"
+MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order
+HAND_MESH = "dir_ros/msg/HandMesh"
+TWO_HAND_MESH = "dir_ros/msg/TwoHandMesh"
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DEFAULT_FRAME_ID = "camera_color_optical_frame"  # RealSense-style colour optical frame
+TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_COMPRESSED = "/camera/image_raw/compressed"  # image_transport's compressed suffix
+TOPIC_INFO = "/camera/camera_info"
+TOPIC_GT = "/hands/gt"
+TOPIC_HANDS = "/hands"  # the node's output (absolute after the default namespace)
+# image_transport's compressed plugin writes this format string for rgb8 input
+COMPRESSED_FORMAT = "rgb8; jpeg compressed bgr8"
+DEFAULT_JPEG_QUALITY = 95  # OpenCV JPEG quality (0-100); image_transport's default is 95
+BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy
+STORAGES = ("mcap", "sqlite3")
+NUM_DISTORTION = 5  # plumb_bob coefficients (k1 k2 t1 t2 k3)
+POSE_DIM = 48  # HandMesh.pose
+SHAPE_DIM = 10  # HandMesh.shape
+
+
+class BagError(ValueError):
+    """Bad bag input; the message says which bag / topic / message."""
+
+
+# --------------------------------------------------------------------------------------------
+# Message definitions
+
+
+def _msg_dir_candidates() -> list[Path]:
+    """Places the package's msg/ folder can be, most specific first."""
+    cands: list[Path] = []
+    env = os.environ.get("DIR_ROS_MSG_DIR")
+    if env:
+        cands.append(Path(env))
+    here = Path(__file__).resolve()
+    # source tree: <repo>/dir_ros/eval/bag.py -> <repo>/msg
+    cands.append(here.parents[2] / "msg")
+    try:  # installed ROS package: <prefix>/share/dir_ros/msg
+        from ament_index_python.packages import get_package_share_directory
+
+        cands.append(Path(get_package_share_directory(PACKAGE)) / "msg")
+    except Exception:  # noqa: BLE001 - ament_index absent or package not on AMENT_PREFIX_PATH
+        pass
+    # installed without ament_index: walk up to a prefix holding share/dir_ros/msg
+    for parent in here.parents:
+        cands.append(parent / "share" / PACKAGE / "msg")
+    cands.append(Path(sys.prefix) / "share" / PACKAGE / "msg")
+    return cands
+
+
+def find_msg_dir() -> Path:
+    """The folder holding HandMesh.msg and TwoHandMesh.msg (env DIR_ROS_MSG_DIR overrides)."""
+    for cand in _msg_dir_candidates():
+        if all((cand / f"{n}.msg").is_file() for n in MSG_NAMES):
+            return cand
+    raise BagError(
+        "cannot find dir_ros msg/HandMesh.msg and msg/TwoHandMesh.msg "
+        "(set DIR_ROS_MSG_DIR to the package's msg folder)"
+    )
+
+
+def make_typestore() -> Any:
+    """A rosbags typestore: ROS 2 Jazzy standard types plus dir_ros HandMesh / TwoHandMesh."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    folder = find_msg_dir()
+    types: dict[str, Any] = {}
+    for name in MSG_NAMES:
+        types.update(get_types_from_msg((folder / f"{name}.msg").read_text(), f"{PACKAGE}/msg/{name}"))
+    store.register(types)
+    return store
+
+
+# --------------------------------------------------------------------------------------------
+# Building messages
+
+
+def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
+    T = store.types
+    return T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)),
+        frame_id=frame_id,
+    )
+
+
+def stamp_to_ns(header: Any) -> int:
+    """Integer nanoseconds of a std_msgs/Header's stamp."""
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
+def image_msg(store: Any, stamp_ns: int, frame_id: str, rgb: np.ndarray) -> Any:
+    """sensor_msgs/Image rgb8 from (H,W,3) uint8."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    return store.types[IMAGE](
+        header=_header(store, stamp_ns, frame_id), height=h, width=w, encoding="rgb8",
+        is_bigendian=0, step=w * 3, data=rgb.reshape(-1),
+    )
+
+
+def compressed_msg(store: Any, stamp_ns: int, frame_id: str, rgb: np.ndarray,
+                   quality: int = DEFAULT_JPEG_QUALITY) -> Any:
+    """sensor_msgs/CompressedImage (JPEG) from (H,W,3) uint8 RGB."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise BagError("JPEG encoding failed")
+    return store.types[COMPRESSED_IMAGE](
+        header=_header(store, stamp_ns, frame_id), format=COMPRESSED_FORMAT, data=buf.reshape(-1).astype(np.uint8)
+    )
+
+
+def camera_info_msg(store: Any, stamp_ns: int, frame_id: str, K: np.ndarray, width: int, height: int) -> Any:
+    """sensor_msgs/CameraInfo of an undistorted pinhole camera with intrinsics K (3,3)."""
+    T = store.types
+    K = np.asarray(K, float)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return T[CAMERA_INFO](
+        header=_header(store, stamp_ns, frame_id), height=int(height), width=int(width),
+        distortion_model="plumb_bob", d=np.zeros(NUM_DISTORTION), k=K.reshape(-1),
+        r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
+
+
+def _axis_angle_to_quat_xyzw(rotvec: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x,y,z,w) of an axis-angle vector (3,) rad."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    axis = rotvec / angle
+    return np.concatenate([axis * np.sin(angle / 2), [np.cos(angle / 2)]])
+
+
+def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
+                  confidence: float = 1.0, metric: bool = True) -> Any:
+    """dir_ros/HandMesh from one hand (invalid hands: zeros, `valid` false)."""
+    T = store.types
+    H = T[HAND_MESH]
+    Point, Pose = T["geometry_msgs/msg/Point"], T["geometry_msgs/msg/Pose"]
+    Quat = T["geometry_msgs/msg/Quaternion"]
+    side_id = H.LEFT if side == "left" else H.RIGHT
+    faces = np.zeros(0, np.uint32) if hand.faces is None else np.asarray(hand.faces).reshape(-1).astype(np.uint32)
+    if not hand.valid or hand.joints is None:
+        return H(side=side_id, valid=False, confidence=0.0,
+                 wrist_pose=Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)),
+                 metric=False, joints=[Point(x=0.0, y=0.0, z=0.0) for _ in range(NUM_KEYPOINTS)],
+                 vertices=np.zeros(0, np.float32), faces=faces, pose=np.zeros(POSE_DIM, np.float32),
+                 shape=np.zeros(SHAPE_DIM, np.float32), keypoints_2d=np.zeros(2 * NUM_KEYPOINTS, np.float32))
+    j = np.asarray(hand.joints, float).reshape(NUM_KEYPOINTS, 3)
+    pose = np.zeros(POSE_DIM) if hand.pose is None else np.asarray(hand.pose, float)
+    q = _axis_angle_to_quat_xyzw(pose[:3]) if hand.pose is not None else np.array([0.0, 0.0, 0.0, 1.0])
+    kp2d = np.zeros((NUM_KEYPOINTS, 2))
+    if K is not None and metric:
+        kp2d = np.nan_to_num(project(j[None], K)[0])
+    return H(
+        side=side_id, valid=True, confidence=float(confidence),
+        wrist_pose=Pose(position=Point(x=float(j[0, 0]), y=float(j[0, 1]), z=float(j[0, 2])),
+                        orientation=Quat(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))),
+        metric=bool(metric),
+        joints=[Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in j],
+        vertices=(np.zeros(0) if hand.vertices is None else np.asarray(hand.vertices)).reshape(-1).astype(np.float32),
+        faces=faces, pose=pose.astype(np.float32),
+        shape=(np.zeros(SHAPE_DIM) if hand.shape is None else np.asarray(hand.shape)).astype(np.float32),
+        keypoints_2d=kp2d.reshape(-1).astype(np.float32),
+    )
+
+
+def two_hand_msg(store: Any, stamp_ns: int, frame_id: str, hands: dict[str, GtHand],
+                 K: np.ndarray | None, confidence: float = 1.0, metric: bool = True) -> Any:
+    """dir_ros/TwoHandMesh from a side -> GtHand dict."""
+    return store.types[TWO_HAND_MESH](
+        header=_header(store, stamp_ns, frame_id),
+        left=hand_mesh_msg(store, "left", hands["left"], K, confidence, metric),
+        right=hand_mesh_msg(store, "right", hands["right"], K, confidence, metric),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding messages
+
+
+def decode_image(msg: Any) -> np.ndarray:
+    """(H,W,3) uint8 RGB from sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or CompressedImage."""
+    import cv2
+
+    if hasattr(msg, "format"):  # CompressedImage
+        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BagError(f"cannot decode compressed image (format {msg.format!r})")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+    enc = msg.encoding.lower()
+    if enc not in channels:
+        raise BagError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(channels)})")
+    c = channels[enc]
+    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+    img = data[:, : msg.width * c].reshape(msg.height, msg.width, c)
+    if enc == "rgb8":
+        return img.copy()
+    if enc == "bgr8":
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if enc == "mono8":
+        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2RGB)
+    if enc == "rgba8":
+        return cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+
+
+def K_from_camera_info(msg: Any) -> np.ndarray | None:
+    """(3,3) intrinsics of a CameraInfo, None when uncalibrated (all zeros)."""
+    K = np.asarray(msg.k, float).reshape(3, 3)
+    return None if not K.any() else K
+
+
+def hand_sample_from_msg(hand: Any) -> HandSample:
+    """metrics.HandSample from a dir_ros/HandMesh."""
+    if not hand.valid:
+        return HandSample(valid=False)
+    joints = np.array([[p.x, p.y, p.z] for p in hand.joints], float)
+    verts = np.asarray(hand.vertices, float).reshape(-1, 3)
+    faces = np.asarray(hand.faces, np.int64).reshape(-1, 3)
+    return HandSample(
+        valid=True, joints=joints, vertices=verts if len(verts) else None,
+        faces=faces if len(faces) else None, metric=bool(hand.metric), confidence=float(hand.confidence),
+    )
+
+
+def frame_sample_from_msg(msg: Any, K: np.ndarray | None = None) -> FrameSample:
+    """metrics.FrameSample from a dir_ros/TwoHandMesh."""
+    return FrameSample(left=hand_sample_from_msg(msg.left), right=hand_sample_from_msg(msg.right),
+                       K=K, stamp_ns=stamp_to_ns(msg.header))
+
+
+# --------------------------------------------------------------------------------------------
+# Writing / reading bags
+
+
+def write_dataset_bag(
+    path: str | Path,
+    frames: list[DatasetFrame],
+    storage: str = "mcap",
+    frame_id: str = DEFAULT_FRAME_ID,
+    compressed: bool = False,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    progress: bool = False,
+) -> dict[str, int]:
+    """Write camera_info, image and /hands/gt for every frame; returns message counts per topic.
+
+    All three messages of a frame share one header (the frame's stamp and frame_id), and
+    the bag's receive timestamps equal the header stamps.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise BagError(f"unknown storage {storage!r} (allowed: {', '.join(STORAGES)})")
+    path = Path(path)
+    if path.exists():
+        raise BagError(f"output bag already exists: {path}")
+    store = make_typestore()
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    img_topic, img_type = (TOPIC_COMPRESSED, COMPRESSED_IMAGE) if compressed else (TOPIC_IMAGE, IMAGE)
+    counts = {TOPIC_INFO: 0, img_topic: 0, TOPIC_GT: 0}
+    iterator: Any = sorted(frames, key=lambda f: f.stamp_ns)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="make-bag", unit="frame", file=sys.stderr)
+    with Writer(path, version=BAG_VERSION, storage_plugin=plugin) as writer:
+        c_info = writer.add_connection(TOPIC_INFO, CAMERA_INFO, typestore=store)
+        c_img = writer.add_connection(img_topic, img_type, typestore=store)
+        c_gt = writer.add_connection(TOPIC_GT, TWO_HAND_MESH, typestore=store)
+        for fr in iterator:
+            rgb = fr.load_rgb()
+            t = fr.stamp_ns
+            h, w = rgb.shape[:2]
+            info = camera_info_msg(store, t, frame_id, fr.K, w, h)
+            img = (compressed_msg(store, t, frame_id, rgb, jpeg_quality) if compressed
+                   else image_msg(store, t, frame_id, rgb))
+            gt = two_hand_msg(store, t, frame_id, fr.hands, fr.K)
+            writer.write(c_info, t, store.serialize_cdr(info, CAMERA_INFO))
+            writer.write(c_img, t, store.serialize_cdr(img, img_type))
+            writer.write(c_gt, t, store.serialize_cdr(gt, TWO_HAND_MESH))
+            for topic in counts:
+                counts[topic] += 1
+    return counts
+
+
+def write_hands_bag(path: str | Path, messages: list[tuple[int, Any]], storage: str = "mcap",
+                    topic: str = TOPIC_HANDS) -> None:
+    """Write (receive time ns, TwoHandMesh) pairs to a new bag (what `ros2 bag record` makes)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = make_typestore()
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(Path(path), version=BAG_VERSION, storage_plugin=plugin) as writer:
+        conn = writer.add_connection(topic, TWO_HAND_MESH, typestore=store)
+        for t, msg in messages:
+            writer.write(conn, int(t), store.serialize_cdr(msg, TWO_HAND_MESH))
+
+
+@dataclass
+class BagMessage:
+    """One deserialised message: topic, receive time (ns) and the message."""
+
+    topic: str
+    log_time_ns: int
+    msg: Any
+
+
+class BagReader:
+    """Opens a rosbag2 (mcap or sqlite3) with rosbags' AnyReader, dir_ros types known."""
+
+    def __init__(self, path: str | Path) -> None:
+        """path: the bag folder (or its single storage file)."""
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BagError(f"bag not found: {self.path}")
+        if self.path.is_file():  # a .mcap / .db3 file: its folder is the bag
+            self.path = self.path.parent
+        if not (self.path / "metadata.yaml").is_file():
+            raise BagError(f"not a rosbag2 folder (no metadata.yaml): {self.path}")
+        self._reader: Any = None
+
+    def __enter__(self) -> "BagReader":
+        from rosbags.highlevel import AnyReader
+
+        try:
+            self._reader = AnyReader([self.path], default_typestore=make_typestore())
+            self._reader.open()
+        except Exception as err:  # noqa: BLE001 - rosbags raises several error types
+            raise BagError(f"cannot open bag {self.path}: {err}") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """topic -> message type of the bag."""
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    def count(self, topic: str) -> int:
+        """Number of messages on a topic."""
+        return sum(c.msgcount for c in self._reader.connections if c.topic == topic)
+
+    def messages(self, topics: list[str]) -> Iterator[BagMessage]:
+        """Deserialised messages of the given topics, in receive-time order."""
+        conns = [c for c in self._reader.connections if c.topic in topics]
+        if not conns:
+            return
+        for conn, t, raw in self._reader.messages(connections=conns):
+            try:
+                msg = self._reader.deserialize(raw, conn.msgtype)
+            except Exception as err:  # noqa: BLE001
+                raise BagError(f"{self.path}: cannot decode a {conn.msgtype} on {conn.topic}: {err}") from None
+            yield BagMessage(conn.topic, t, msg)

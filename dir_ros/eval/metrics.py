@@ -1,0 +1,513 @@
+"""Two-hand reconstruction metrics of the DIR paper (ICCV 2023), numpy, vectorised over frames.
+
+Units: inputs in metres (camera optical frame) and pixels; outputs in millimetres, pixels
+and cm^3 as named. Keypoint order is the project's 21-keypoint order (0 wrist, 9 middle MCP).
+
+Protocol (docs/evaluation.md, spec "Evaluation protocol of the release"):
+  * ``wrist`` (main table): translate both hands so keypoint 0 is at the origin, scale the
+    prediction about it by |GT wrist-to-middle-MCP| / |pred wrist-to-middle-MCP|.
+  * ``ms``: same, aligned at the middle MCP (keypoint 9), scaled.
+  * ``m``: aligned at the middle MCP, not scaled.
+  * MRRPE: |(pred right root - pred left root) - (GT right root - GT left root)|, mm.
+  * MIAA: predicted root-relative mesh placed at the GT root, projected with K; mean pixel
+    distance to the projected GT vertices.
+  * PCK / AUC over 0-50 mm of the aligned per-joint errors.
+  * Interpenetration volume (IV): both predicted meshes voxelised at 0.5 cm, cm^3 of the
+    intersection (see :func:`interpenetration_volume` for the voxel convention).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SIDES: tuple[str, str] = ("left", "right")
+WRIST = 0  # keypoint index of the wrist (contract keypoint order)
+MIDDLE_MCP = 9  # keypoint index of the middle-finger MCP (contract keypoint order)
+NUM_KEYPOINTS = 21  # keypoints per hand (contract)
+M_TO_MM = 1000.0  # metres -> millimetres
+M3_TO_CM3 = 1.0e6  # cubic metres -> cubic centimetres
+PCK_MAX_MM = 50.0  # PCK/AUC range 0-50 mm (paper and release)
+PCK_NUM_THRESHOLDS = 101  # thresholds every 0.5 mm over 0-50 mm
+IV_PITCH_M = 0.005  # voxel edge for the interpenetration volume: 0.5 cm (paper)
+# A voxel that the mesh surface passes through is on average half inside the mesh; giving
+# it half weight removes most of the half-voxel bias of surface voxelisation.
+SHELL_WEIGHT = 0.5
+# Alignment variants: name -> (root keypoint, scale by GT bone length?)
+VARIANTS: dict[str, tuple[int, bool]] = {
+    "wrist": (WRIST, True),  # main table of the paper
+    "ms": (MIDDLE_MCP, True),  # middle-MCP aligned, scaled
+    "m": (MIDDLE_MCP, False),  # middle-MCP aligned, unscaled
+}
+VARIANT_TITLES: dict[str, str] = {
+    "wrist": "wrist-aligned, scaled (main)",
+    "ms": "middle-MCP aligned, scaled (MS)",
+    "m": "middle-MCP aligned, unscaled (M)",
+}
+
+
+def pck_thresholds_mm() -> np.ndarray:
+    """Thresholds (T,) in mm of the PCK curve, 0..PCK_MAX_MM inclusive."""
+    return np.linspace(0.0, PCK_MAX_MM, PCK_NUM_THRESHOLDS)
+
+
+def align_scale(
+    pred_joints: np.ndarray, gt_joints: np.ndarray, variant: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Alignment of one variant: (scale (N,), pred root (N,3), GT root (N,3)).
+
+    pred_joints, gt_joints: (N,21,3) m. The prediction p maps to (p - pred_root) * scale,
+    the ground truth g to g - gt_root. A degenerate predicted bone gives scale NaN.
+    """
+    root, scaled = VARIANTS[variant]
+    pred_root = pred_joints[:, root]
+    gt_root = gt_joints[:, root]
+    if scaled:
+        gt_bone = np.linalg.norm(gt_joints[:, MIDDLE_MCP] - gt_joints[:, WRIST], axis=-1)
+        pred_bone = np.linalg.norm(pred_joints[:, MIDDLE_MCP] - pred_joints[:, WRIST], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(pred_bone > 0, gt_bone / pred_bone, np.nan)
+    else:
+        scale = np.ones(pred_joints.shape[0])
+    return scale, pred_root, gt_root
+
+
+def aligned_errors(
+    pred: np.ndarray, gt: np.ndarray, pred_joints: np.ndarray, gt_joints: np.ndarray, variant: str
+) -> np.ndarray:
+    """Per-point Euclidean errors (N,P) in m after the variant's alignment.
+
+    pred, gt: (N,P,3) points (joints or vertices) m; the alignment is computed from
+    pred_joints / gt_joints (N,21,3).
+    """
+    scale, pred_root, gt_root = align_scale(pred_joints, gt_joints, variant)
+    pred_aligned = (pred - pred_root[:, None]) * scale[:, None, None]
+    gt_aligned = gt - gt_root[:, None]
+    return np.linalg.norm(pred_aligned - gt_aligned, axis=-1)
+
+
+def mpjpe_mm(pred_joints: np.ndarray, gt_joints: np.ndarray, variant: str = "wrist") -> float:
+    """Mean per-joint position error in mm over (N,21,3) m arrays."""
+    return float(np.mean(aligned_errors(pred_joints, gt_joints, pred_joints, gt_joints, variant))) * M_TO_MM
+
+
+def mpvpe_mm(
+    pred_verts: np.ndarray,
+    gt_verts: np.ndarray,
+    pred_joints: np.ndarray,
+    gt_joints: np.ndarray,
+    variant: str = "wrist",
+) -> float:
+    """Mean per-vertex position error in mm; alignment from the joints (N,21,3) m."""
+    return float(np.mean(aligned_errors(pred_verts, gt_verts, pred_joints, gt_joints, variant))) * M_TO_MM
+
+
+def pck_curve(errors_mm: np.ndarray, thresholds_mm: np.ndarray | None = None) -> np.ndarray:
+    """Fraction (T,) of errors (any shape, mm) at or below each threshold; NaN if none."""
+    t = pck_thresholds_mm() if thresholds_mm is None else np.asarray(thresholds_mm, float)
+    e = np.asarray(errors_mm, float).ravel()
+    if e.size == 0:
+        return np.full(t.shape, np.nan)
+    return np.mean(e[None, :] <= t[:, None], axis=1)
+
+
+def pck_auc(pck: np.ndarray, thresholds_mm: np.ndarray | None = None) -> float:
+    """Area under the PCK curve normalised to [0, 1] (trapezoid rule over the thresholds)."""
+    t = pck_thresholds_mm() if thresholds_mm is None else np.asarray(thresholds_mm, float)
+    return float(np.trapz(pck, t) / (t[-1] - t[0]))
+
+
+def mrrpe_mm(
+    pred_left_root: np.ndarray,
+    pred_right_root: np.ndarray,
+    gt_left_root: np.ndarray,
+    gt_right_root: np.ndarray,
+) -> np.ndarray:
+    """Per-frame (N,) mean relative-root position error in mm; roots (N,3) m."""
+    pred_offset = pred_right_root - pred_left_root
+    gt_offset = gt_right_root - gt_left_root
+    return np.linalg.norm(pred_offset - gt_offset, axis=-1) * M_TO_MM
+
+
+def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection (N,P,2) px of (N,P,3) m camera-frame points with K (N,3,3) or (3,3).
+
+    Points at or behind the camera plane give NaN.
+    """
+    K = np.broadcast_to(np.asarray(K, float), (points.shape[0], 3, 3))
+    cam = np.einsum("nij,npj->npi", K, points)
+    z = cam[..., 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = np.where(z > 0, cam[..., :2] / z, np.nan)
+    return uv
+
+
+def miaa_px(
+    pred_verts: np.ndarray,
+    pred_root: np.ndarray,
+    gt_verts: np.ndarray,
+    gt_root: np.ndarray,
+    K: np.ndarray,
+) -> np.ndarray:
+    """Per-frame (N,) mean image alignment accuracy in px.
+
+    The predicted mesh (N,V,3) m is made relative to its root (N,3), placed at the GT root
+    (N,3) (no scaling), projected with K (N,3,3) and compared with the projected GT mesh.
+    """
+    placed = pred_verts - pred_root[:, None] + gt_root[:, None]
+    d = np.linalg.norm(project(placed, K) - project(gt_verts, K), axis=-1)
+    return np.nanmean(d, axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Interpenetration volume
+
+
+def close_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cap every boundary loop of a triangle mesh with a fan around the loop centroid.
+
+    The MANO-style hand mesh is open at the wrist; a voxel fill of an open surface leaves
+    the inside empty. vertices (V,3), faces (F,3) -> (V+L,3), (F+sum loop lengths,3).
+    The caps follow the winding of the adjacent faces, so a consistently oriented open
+    mesh becomes a closed, consistently oriented one.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    undirected = np.sort(directed, axis=1)
+    _, inverse, counts = np.unique(undirected, axis=0, return_inverse=True, return_counts=True)
+    boundary = directed[counts[inverse.ravel()] == 1]
+    if boundary.size == 0:
+        return np.asarray(vertices), faces
+    # Boundary edges (a -> b) of the faces; the cap runs the opposite way (b -> a).
+    nxt: dict[int, int] = {}
+    for a, b in boundary:
+        nxt[int(b)] = int(a)
+    new_vertices = [np.asarray(vertices, dtype=float)]
+    new_faces = [faces]
+    next_index = len(vertices)
+    visited: set[int] = set()
+    for start in list(nxt):
+        if start in visited:
+            continue
+        loop = [start]
+        visited.add(start)
+        cur = nxt.get(start)
+        while cur is not None and cur != start and cur not in visited:
+            loop.append(cur)
+            visited.add(cur)
+            cur = nxt.get(cur)
+        if cur != start or len(loop) < 3:
+            continue  # not a simple loop (non-manifold boundary): leave it open
+        centre = np.asarray(vertices, float)[loop].mean(axis=0)
+        new_vertices.append(centre[None])
+        loop_arr = np.asarray(loop, dtype=np.int64)
+        fan = np.stack([loop_arr, np.roll(loop_arr, -1), np.full_like(loop_arr, next_index)], axis=1)
+        new_faces.append(fan)
+        next_index += 1
+    return np.concatenate(new_vertices), np.concatenate(new_faces)
+
+
+def _voxel_keys(points: np.ndarray, pitch: float) -> np.ndarray:
+    """Integer lattice keys (n,) of voxel centres (n,3) lying on multiples of pitch."""
+    idx = np.round(points / pitch).astype(np.int64) + (1 << 20)  # offset keeps indices >= 0
+    return (idx[:, 0] << 42) | (idx[:, 1] << 21) | idx[:, 2]
+
+
+def voxel_occupancy(
+    vertices: np.ndarray, faces: np.ndarray, pitch: float = IV_PITCH_M
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Voxelise one mesh with trimesh: (keys (n,), weights (n,), watertight).
+
+    Holes are capped first (:func:`close_holes`). trimesh's subdivision voxeliser puts the
+    voxel centres on the shared lattice pitch * Z^3, so keys of different meshes compare
+    directly. Interior voxels (from ``fill()``) weigh 1, voxels the surface passes through
+    SHELL_WEIGHT. When the capped mesh is still not watertight the fill may miss the
+    inside (IV is then underestimated); the returned flag says so.
+    """
+    import trimesh  # local: only this metric needs it
+
+    v, f = close_holes(vertices, faces)
+    mesh = trimesh.Trimesh(vertices=v, faces=f, process=True)
+    watertight = bool(mesh.is_watertight)
+    surface = mesh.voxelized(pitch)
+    shell_keys = _voxel_keys(np.asarray(surface.points), pitch)
+    filled = surface.copy().fill()
+    fill_keys = _voxel_keys(np.asarray(filled.points), pitch)
+    keys = np.union1d(fill_keys, shell_keys)
+    weights = np.where(np.isin(keys, shell_keys), SHELL_WEIGHT, 1.0)
+    return keys, weights, watertight
+
+
+def interpenetration_volume(
+    verts_a: np.ndarray,
+    faces_a: np.ndarray,
+    verts_b: np.ndarray,
+    faces_b: np.ndarray,
+    pitch: float = IV_PITCH_M,
+) -> tuple[float, bool]:
+    """Interpenetration volume of two meshes in cm^3 and whether both were watertight.
+
+    IV = pitch^3 * sum over voxels occupied by both meshes of w_a * w_b (weights as in
+    :func:`voxel_occupancy`). Accuracy is about one voxel layer over the overlap's surface.
+    """
+    ka, wa, ta = voxel_occupancy(verts_a, faces_a, pitch)
+    kb, wb, tb = voxel_occupancy(verts_b, faces_b, pitch)
+    _, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+    volume_m3 = float(np.sum(wa[ia] * wb[ib])) * pitch**3
+    return volume_m3 * M3_TO_CM3, ta and tb
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulating evaluator
+
+
+@dataclass
+class HandSample:
+    """One hand of one frame, prediction or ground truth (camera optical frame, metres)."""
+
+    valid: bool
+    joints: np.ndarray | None = None  # (21,3) m
+    vertices: np.ndarray | None = None  # (V,3) m
+    faces: np.ndarray | None = None  # (F,3) vertex indices
+    metric: bool = True  # False: positions are wrist-relative (no camera intrinsics)
+    confidence: float = math.nan  # [0,1]
+
+
+@dataclass
+class FrameSample:
+    """Both hands of one frame plus its intrinsics and stamp."""
+
+    left: HandSample
+    right: HandSample
+    K: np.ndarray | None = None  # (3,3) intrinsics of the image the geometry refers to
+    stamp_ns: int = 0
+
+    def hand(self, side: str) -> HandSample:
+        """The HandSample of side 'left' or 'right'."""
+        return self.left if side == "left" else self.right
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """Mean of the non-None entries, None if there are none."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def describe(values: list[float]) -> dict[str, float] | None:
+    """Summary statistics (mean, median, p95, min, max) of a list of numbers, None if empty."""
+    if not values:
+        return None
+    a = np.asarray(values, float)
+    return {
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "p95": float(np.percentile(a, 95)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+@dataclass
+class _HandAccum:
+    """Per-side stacks of scored frames and counters."""
+
+    pred_j: list[np.ndarray] = field(default_factory=list)
+    gt_j: list[np.ndarray] = field(default_factory=list)
+    pred_v: list[np.ndarray] = field(default_factory=list)
+    gt_v: list[np.ndarray] = field(default_factory=list)
+    mesh_j_pred: list[np.ndarray] = field(default_factory=list)
+    mesh_j_gt: list[np.ndarray] = field(default_factory=list)
+    miaa: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {
+            "frames": 0,
+            "gt_valid": 0,
+            "pred_valid": 0,
+            "scored": 0,
+            "missing": 0,  # GT valid, prediction invalid or absent
+            "false_positive": 0,  # GT invalid, prediction valid
+            "mesh_unavailable": 0,  # scored, but no comparable vertices (absent / other V)
+            "miaa_unavailable": 0,  # scored, but no K, vertices or metric prediction
+        }
+    )
+
+
+class Evaluator:
+    """Accumulates frames (prediction vs ground truth) and computes the metric summary.
+
+    ``add(pred, gt)``: pred None means no prediction at all for that frame (a drop);
+    gt None means the frame has no ground truth (only rates/confidence are reported).
+    """
+
+    def __init__(self, compute_iv: bool = True, iv_pitch_m: float = IV_PITCH_M) -> None:
+        """compute_iv: voxelise predicted meshes for the interpenetration volume."""
+        self.compute_iv = compute_iv
+        self.iv_pitch_m = iv_pitch_m
+        self.hands = {s: _HandAccum() for s in SIDES}
+        self.frames = 0
+        self.frames_with_gt = 0
+        self.dropped = 0
+        self.mrrpe: list[float] = []
+        self.mrrpe_unavailable = 0
+        self.iv: list[float] = []
+        self.iv_not_watertight = 0
+
+    def add(self, pred: FrameSample | None, gt: FrameSample | None) -> None:
+        """Add one frame."""
+        self.frames += 1
+        if gt is not None:
+            self.frames_with_gt += 1
+        if pred is None:
+            self.dropped += 1
+        for side in SIDES:
+            self._add_hand(side, pred.hand(side) if pred else None, gt.hand(side) if gt else None, pred, gt)
+        if pred is not None and gt is not None:
+            self._add_pair(pred, gt)
+        if pred is not None and self.compute_iv:
+            self._add_iv(pred)
+
+    def _add_hand(
+        self,
+        side: str,
+        p: HandSample | None,
+        g: HandSample | None,
+        pred: FrameSample | None,
+        gt: FrameSample | None,
+    ) -> None:
+        acc = self.hands[side]
+        c = acc.counts
+        c["frames"] += 1
+        p_valid = p is not None and p.valid and p.joints is not None
+        g_valid = g is not None and g.valid and g.joints is not None
+        if p_valid:
+            c["pred_valid"] += 1
+            if not math.isnan(p.confidence):
+                acc.confidence.append(float(p.confidence))
+        if g is None:
+            return
+        if g_valid:
+            c["gt_valid"] += 1
+        if g_valid and not p_valid:
+            c["missing"] += 1
+        if p_valid and not g_valid:
+            c["false_positive"] += 1
+        if not (p_valid and g_valid):
+            return
+        c["scored"] += 1
+        pj = np.asarray(p.joints, float).reshape(NUM_KEYPOINTS, 3)
+        gj = np.asarray(g.joints, float).reshape(NUM_KEYPOINTS, 3)
+        acc.pred_j.append(pj)
+        acc.gt_j.append(gj)
+        pv = None if p.vertices is None else np.asarray(p.vertices, float).reshape(-1, 3)
+        gv = None if g.vertices is None else np.asarray(g.vertices, float).reshape(-1, 3)
+        if pv is None or gv is None or len(pv) == 0 or pv.shape != gv.shape:
+            c["mesh_unavailable"] += 1
+            c["miaa_unavailable"] += 1
+            return
+        acc.pred_v.append(pv)
+        acc.gt_v.append(gv)
+        acc.mesh_j_pred.append(pj)
+        acc.mesh_j_gt.append(gj)
+        K = gt.K if gt is not None and gt.K is not None else (pred.K if pred is not None else None)
+        if K is None or not p.metric:
+            c["miaa_unavailable"] += 1
+            return
+        acc.miaa.append(float(miaa_px(pv[None], pj[None, WRIST], gv[None], gj[None, WRIST], K)[0]))
+
+    def _add_pair(self, pred: FrameSample, gt: FrameSample) -> None:
+        ok = all(
+            h.valid and h.joints is not None for h in (pred.left, pred.right, gt.left, gt.right)
+        )
+        if not ok:
+            return
+        if not (pred.left.metric and pred.right.metric):
+            self.mrrpe_unavailable += 1
+            return
+        roots = [np.asarray(h.joints, float).reshape(NUM_KEYPOINTS, 3)[WRIST][None] for h in (pred.left, pred.right, gt.left, gt.right)]
+        self.mrrpe.append(float(mrrpe_mm(*roots)[0]))
+
+    def _add_iv(self, pred: FrameSample) -> None:
+        hands = (pred.left, pred.right)
+        if not all(h.valid and h.vertices is not None and h.faces is not None and len(h.faces) for h in hands):
+            return
+        if not (pred.left.metric and pred.right.metric):
+            return  # wrist-relative meshes overlap by construction
+        vol, watertight = interpenetration_volume(
+            np.asarray(pred.left.vertices, float).reshape(-1, 3),
+            np.asarray(pred.left.faces).reshape(-1, 3),
+            np.asarray(pred.right.vertices, float).reshape(-1, 3),
+            np.asarray(pred.right.faces).reshape(-1, 3),
+            self.iv_pitch_m,
+        )
+        self.iv.append(vol)
+        if not watertight:
+            self.iv_not_watertight += 1
+
+    def summary(self) -> dict[str, Any]:
+        """All metrics as a JSON-ready dict (None where not computable)."""
+        thresholds = pck_thresholds_mm()
+        has_gt = self.frames_with_gt > 0
+        out: dict[str, Any] = {
+            "has_ground_truth": has_gt,
+            "frames": {
+                "total": self.frames,
+                "with_ground_truth": self.frames_with_gt,
+                "without_prediction": self.dropped,
+            },
+            "hands": {},
+            "pck_thresholds_mm": thresholds.tolist(),
+        }
+        for side in SIDES:
+            acc = self.hands[side]
+            c = dict(acc.counts)
+            c["valid_rate"] = c["pred_valid"] / c["frames"] if c["frames"] else None
+            c["confidence"] = describe(acc.confidence)
+            out["hands"][side] = c
+        iv = {
+            "mean_cm3": _mean_or_none(self.iv),
+            "median_cm3": float(np.median(self.iv)) if self.iv else None,
+            "frames": len(self.iv),
+            "not_watertight_frames": self.iv_not_watertight,
+            "pitch_cm": self.iv_pitch_m * 100.0,
+        }
+        out["interpenetration"] = iv
+        if not has_gt:
+            return out
+        metrics: dict[str, Any] = {}
+        for variant in VARIANTS:
+            per: dict[str, Any] = {}
+            for side in SIDES:
+                acc = self.hands[side]
+                entry: dict[str, Any] = {"mpjpe_mm": None, "mpvpe_mm": None, "auc": None, "pck": None}
+                if acc.pred_j:
+                    pj, gj = np.stack(acc.pred_j), np.stack(acc.gt_j)
+                    err = aligned_errors(pj, gj, pj, gj, variant) * M_TO_MM
+                    entry["mpjpe_mm"] = float(np.nanmean(err))
+                    pck = pck_curve(err[np.isfinite(err)], thresholds)
+                    entry["pck"] = pck.tolist()
+                    entry["auc"] = pck_auc(pck, thresholds)
+                if acc.pred_v:
+                    verr = aligned_errors(
+                        np.stack(acc.pred_v), np.stack(acc.gt_v),
+                        np.stack(acc.mesh_j_pred), np.stack(acc.mesh_j_gt), variant,
+                    )
+                    entry["mpvpe_mm"] = float(np.nanmean(verr)) * M_TO_MM
+                per[side] = entry
+            mean: dict[str, Any] = {
+                k: _mean_or_none([per[s][k] for s in SIDES]) for k in ("mpjpe_mm", "mpvpe_mm", "auc")
+            }
+            curves = [np.asarray(per[s]["pck"]) for s in SIDES if per[s]["pck"] is not None]
+            mean["pck"] = np.mean(curves, axis=0).tolist() if curves else None
+            per["mean"] = mean
+            metrics[variant] = per
+        out["metrics"] = metrics
+        miaa = {s: _mean_or_none(self.hands[s].miaa) for s in SIDES}
+        miaa["mean"] = _mean_or_none([miaa[s] for s in SIDES])
+        out["miaa_px"] = miaa
+        out["mrrpe_mm"] = _mean_or_none(self.mrrpe)
+        out["mrrpe_frames"] = len(self.mrrpe)
+        out["mrrpe_unavailable_frames"] = self.mrrpe_unavailable
+        return out

@@ -1,0 +1,159 @@
+"""Evaluation report files: report.json, report.md (the paper's table layout) and pck.png."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import PCK_MAX_MM, SIDES, VARIANT_TITLES, VARIANTS
+
+NA = "n/a"  # table cell of a metric that cannot be computed (e.g. mesh metrics without GT mesh)
+PCK_FIGSIZE_IN = (6.0, 4.5)  # inches
+PCK_DPI = 100  # -> 600 x 450 px
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+PCK_PNG = "pck.png"
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """Table cell text of a number (n/a for None / NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NA
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The report as Markdown: accuracy table (paper layout), counts, rates."""
+    lines = ["# dir_ros evaluation report", ""]
+    src = summary.get("source", {})
+    for key in ("bag", "predictions", "mode"):
+        if src.get(key):
+            lines.append(f"- {key}: `{src[key]}`")
+    fr = summary["frames"]
+    lines.append(f"- frames: {fr['total']} (with ground truth: {fr['with_ground_truth']}, "
+                 f"without any prediction: {fr['without_prediction']})")
+    if "unmatched_predictions" in summary:
+        lines.append(f"- prediction messages matching no frame (by header stamp): {summary['unmatched_predictions']}")
+    lines.append("")
+    if summary.get("has_ground_truth"):
+        lines += [
+            "## Accuracy",
+            "",
+            "Errors per hand and averaged over both hands. MPJPE / MPVPE in mm, MRRPE in mm "
+            "(two-hand quantity, mean row), MIAA in px (alignment-independent, main rows), "
+            f"AUC of the PCK curve over 0-{PCK_MAX_MM:g} mm.",
+            "",
+            "| Alignment | Hand | MPJPE (mm) | MPVPE (mm) | MRRPE (mm) | MIAA (px) | AUC |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        miaa = summary.get("miaa_px", {})
+        for variant in VARIANTS:
+            per = summary["metrics"][variant]
+            for hand in (*SIDES, "mean"):
+                e = per[hand]
+                main = variant == "wrist"
+                mrrpe = _fmt(summary.get("mrrpe_mm")) if main and hand == "mean" else ("" if main else "-")
+                mi = _fmt(miaa.get(hand)) if main else "-"
+                title = VARIANT_TITLES[variant] if hand == "left" else ""
+                lines.append(f"| {title} | {hand} | {_fmt(e['mpjpe_mm'])} | {_fmt(e['mpvpe_mm'])} | "
+                             f"{mrrpe} | {mi} | {_fmt(e['auc'], 3)} |")
+        lines += ["", f"MRRPE over {summary.get('mrrpe_frames', 0)} frames with both hands valid "
+                  f"(not computable for {summary.get('mrrpe_unavailable_frames', 0)} non-metric frames).", ""]
+    else:
+        lines += ["No ground truth in the bag: rates, latency, drops and confidence only.", ""]
+    lines += [
+        "## Hands",
+        "",
+        "| Hand | frames | GT valid | predicted valid | valid rate | scored | missing (GT valid, no prediction) "
+        "| false positive | no mesh to compare | confidence mean |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for side in SIDES:
+        c = summary["hands"][side]
+        conf = c.get("confidence") or {}
+        lines.append(
+            f"| {side} | {c['frames']} | {c['gt_valid']} | {c['pred_valid']} | {_fmt(c['valid_rate'], 3)} | "
+            f"{c['scored']} | {c['missing']} | {c['false_positive']} | {c['mesh_unavailable']} | "
+            f"{_fmt(conf.get('mean'), 3)} |"
+        )
+    iv = summary.get("interpenetration", {})
+    lines += ["", "## Other", ""]
+    lines.append(f"- interpenetration volume of the predicted meshes ({_fmt(iv.get('pitch_cm'), 1)} cm voxels): "
+                 f"mean {_fmt(iv.get('mean_cm3'))} cm^3 over {iv.get('frames', 0)} frames "
+                 f"({iv.get('not_watertight_frames', 0)} with a non-watertight mesh)")
+    lat = summary.get("latency_ms")
+    lines.append("- latency: " + (NA if not lat else
+                 f"mean {lat['mean']:.1f} ms, median {lat['median']:.1f} ms, p95 {lat['p95']:.1f} ms "
+                 f"({summary.get('latency_source', '')})"))
+    rates = summary.get("rate_hz") or {}
+    for key, val in rates.items():
+        lines.append(f"- {key} rate: {_fmt(val)} Hz")
+    return "\n".join(lines) + "\n"
+
+
+def plot_pck(summary: dict[str, Any], path: str | Path) -> Path:
+    """PCK curves (main alignment per hand and mean; MS/M means dashed) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = np.asarray(summary["pck_thresholds_mm"])
+    fig, ax = plt.subplots(figsize=PCK_FIGSIZE_IN, dpi=PCK_DPI)
+    metrics = summary.get("metrics") or {}
+    plotted = False
+    for variant in VARIANTS:
+        per = metrics.get(variant, {})
+        hands = (*SIDES, "mean") if variant == "wrist" else ("mean",)
+        for hand in hands:
+            e = per.get(hand, {})
+            if e.get("pck") is None:
+                continue
+            style = "-" if variant == "wrist" else "--"
+            auc = _fmt(e.get("auc"), 3)
+            ax.plot(t, e["pck"], style, label=f"{variant} {hand} (AUC {auc})")
+            plotted = True
+    if not plotted:
+        ax.text(0.5, 0.5, "no ground truth: no PCK", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, PCK_MAX_MM)
+    ax.set_ylim(0, 1.0)
+    ax.set_xlabel("error threshold (mm)")
+    ax.set_ylabel("PCK")
+    ax.grid(True, alpha=0.3)
+    if plotted:
+        ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(summary: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and pck.png into out_dir; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / REPORT_JSON, "md": out / REPORT_MD, "png": out / PCK_PNG}
+    safe = _json_safe(summary)
+    paths["json"].write_text(json.dumps(safe, indent=2) + "\n")
+    paths["md"].write_text(markdown(safe))
+    plot_pck(safe, paths["png"])
+    return paths
