@@ -55,7 +55,7 @@ test: setup
 	$(ROS_ENV) python -m pytest test -q -ra
 
 demo: setup
-	$(ROS_ENV) python -m dir_ros.demo --images ../shared/images --out out/demo
+	$(ROS_ENV) python -m dir_ros.ros.demo --images ../shared/images --out out/demo
 
 clean:
 	rm -rf build install log $(WS)

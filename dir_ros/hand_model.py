@@ -69,7 +69,9 @@ MANO_PARENTS: Tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13
 
 _REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "kintree_table",
                   "weights", "f", "hands_components", "hands_mean")
-_NORMALISE_EPS = 1e-8  # guards the 6D normalisations against zero-length vectors
+# Guards the 6D normalisations against zero-length vectors; raised to the dtype's smallest
+# normal number where 1e-8 would underflow to zero (float16).
+_NORMALISE_EPS = 1e-8
 _MODEL_FILES = {"left": "MANO_LEFT.pkl", "right": "MANO_RIGHT.pkl"}
 _OPEN_HAND_SUBDIR = ("weights", "open_hand")
 _PACKAGE_NAME = "dir_ros"
@@ -375,7 +377,8 @@ def load_hand_model(folder: Union[str, Path]) -> Dict[str, HandModelArrays]:
 # ---------------------------------------------------------------------------------------------
 def _normalise(v: torch.Tensor) -> torch.Tensor:
     """Unit vectors along the last axis (zero vectors stay finite)."""
-    return v / v.norm(dim=-1, keepdim=True).clamp_min(_NORMALISE_EPS)
+    eps = max(_NORMALISE_EPS, torch.finfo(v.dtype).tiny)
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:

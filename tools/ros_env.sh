@@ -13,9 +13,8 @@ source "$root/.venv/bin/activate"
 # The ROS wheels live in the venv itself: it is an ament prefix like /opt/ros/jazzy.
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-# Keep DDS discovery on this machine (tests, demo); a caller may override both.
+# Keep DDS discovery on this machine (tests, demo); a caller may override it.
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
-export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"
 set +u
 # shellcheck disable=SC1091
 source "$root/install/setup.bash"
