@@ -1,0 +1,675 @@
+"""End-to-end demo: run hands_node over real ROS 2 DDS on a folder of images, draw overlays.
+
+What it does (what `make demo` runs):
+  1. starts the node as its installed executable (`lib/dir_ros/hands_node`) in a subprocess,
+     in its own namespace (default /demo), with the params of config/hands.yaml plus the
+     demo's overrides (network config, weights, min_confidence 0 so both hands come out);
+  2. for each jpg/png in --images: publishes a sensor_msgs/CameraInfo (pinhole with a
+     default horizontal field of view, principal point at the image centre: the sample
+     images have no calibration) and the image as sensor_msgs/Image bgr8;
+  3. waits for the node's TwoHandMesh (matched by header stamp), MarkerArray and /tf answers;
+  4. writes <out>/<name>_overlay.png (projected meshes, keypoints, skeleton, one text line
+     per hand) and <out>/summary.json, and prints a latency table.
+
+Usage: tools/ros_env.sh python -m dir_ros.ros.demo --images ../shared/images --out out/demo
+Exit status: 0 ok; 2 bad input (images folder missing / empty, config not found);
+3 the node failed to start or did not answer in time (its log tail is printed); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from dir_ros import geometry as geo
+
+# ---- defaults (every one documented; CLI flags override the tunable ones)
+# Assumed horizontal field of view of the uncalibrated sample images: a typical phone /
+# webcam main camera has 60-70 deg; fx = fy = (W / 2) / tan(fov / 2).
+DEFAULT_FOV_DEG = 60.0
+DEFAULT_MODEL_CONFIG = "config/model/dir_release.yaml"  # the release's architecture
+DEFAULT_PARAMS = "config/hands.yaml"  # the node's documented parameter file
+DEFAULT_NAMESPACE = "/demo"  # the node's relative topics live under it (no interference)
+FRAME_ID = "demo_camera_optical"  # header.frame_id of the published images
+TF_PREFIX = "demo/"  # node frame_prefix: TF children demo/left_wrist, demo/right_wrist
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Model build on a CPU (ResNet-50 release config, hand model) plus DDS discovery.
+DEFAULT_STARTUP_TIMEOUT_S = 180.0
+# Per image: from the first publish to the TwoHandMesh answer (CPU inference of ~1 s plus
+# a slow first call while torch warms up).
+DEFAULT_ANSWER_TIMEOUT_S = 120.0
+# Re-publish an unanswered image after this long, or RESEND_LATENCY_FACTOR x the slowest
+# answer so far when that is longer (a frame lost in transport must not stall the demo).
+RESEND_MIN_S = 10.0
+RESEND_LATENCY_FACTOR = 3.0
+# After the TwoHandMesh, how long to keep waiting for the markers and TF of the same frame.
+SIDE_OUTPUT_WAIT_S = 5.0
+# Pause between CameraInfo and Image so the node caches the intrinsics first.
+CAMERA_INFO_LEAD_S = 0.1
+SPIN_PERIOD_S = 0.05  # executor spin_once timeout
+NODE_EXIT_TIMEOUT_S = 15.0  # SIGINT -> wait this long -> SIGKILL
+LOG_TAIL_LINES = 25  # lines of the node log printed on failure
+OUTPUT_QOS_DEPTH = 50  # demo subscriptions: keep every answer of a run
+TF_QOS_DEPTH = 100  # /tf as tf2_ros subscribes to it
+# Overlay drawing.
+SHIFT_BITS = 4  # cv2 sub-pixel drawing: coordinates scaled by 2**SHIFT_BITS
+MESH_FILL_ALPHA = 0.45  # opacity of the projected mesh layer
+MIN_DEPTH_M = 1e-3  # vertices nearer than this (or behind the camera) are not projected
+MAX_ABS_PX = 1e5  # projected coordinates beyond this are dropped (cv2 int overflow guard)
+BGR_COLOURS = {  # same hues as the RViz markers (dir_ros/ros/markers.py HAND_COLOURS), BGR
+    "left": (255, 140, 64),
+    "right": (51, 128, 255),
+}
+WARNING_BGR = (0, 0, 255)
+TEXT_WIDTH_PX_PER_SCALE = 1100.0  # cv2 font scale 1.0 per this many image pixels of width
+RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR network is "
+                          "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
+                          "yet (it only shows the pipeline working end to end).")
+EXIT_OK, EXIT_INPUT, EXIT_NODE, EXIT_INTERRUPTED = 0, 2, 3, 130
+UNSET_WEIGHTS = ("", "none", "null", "random")  # as dir_ros.predictor treats `weights`
+
+
+class DemoError(Exception):
+    """A failure with a one-line message and an exit status (plus optional detail lines)."""
+
+    def __init__(self, message: str, status: int, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+# ---- inputs ------------------------------------------------------------------------------
+
+def list_images(folder: Path) -> list[Path]:
+    """Sorted jpg/png files of `folder`; DemoError when it is missing or has none."""
+    if not folder.is_dir():
+        raise DemoError(f"images folder '{folder}' does not exist", EXIT_INPUT)
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DemoError(f"images folder '{folder}' has no {'/'.join(IMAGE_SUFFIXES)} files",
+                        EXIT_INPUT)
+    return files
+
+
+def pinhole_K(width: int, height: int, fov_deg: float) -> np.ndarray:
+    """(3,3) intrinsics, fx = fy from the horizontal FOV, principal point at the image centre
+    (OpenCV / CameraInfo convention: pixel centres at integers, so the centre is (W-1)/2)."""
+    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
+                     [0.0, 0.0, 1.0]])
+
+
+def resolve_file(value: str, what: str) -> Path:
+    """Absolute path of a package file (cwd, source root or share/dir_ros); DemoError if none."""
+    from dir_ros.predictor import resolve_resource
+
+    p = resolve_resource(value)
+    if not p.is_file():
+        raise DemoError(f"{what} '{value}' not found", EXIT_INPUT)
+    return p.resolve()
+
+
+def node_params(params_file: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The node's ros__parameters from a hands.yaml-style file, with `overrides` applied."""
+    import yaml
+
+    with open(params_file, encoding="utf-8") as f:
+        loaded = yaml.safe_load(f) or {}
+    for key in ("hands_node", "/**"):
+        if key in loaded:
+            loaded = loaded[key]
+            break
+    params = dict(loaded.get("ros__parameters", {}))
+    params.update(overrides)
+    return params
+
+
+def node_command() -> list[str]:
+    """The installed hands_node executable run by this Python, else the module."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        exe = Path(get_package_prefix("dir_ros")) / "lib" / "dir_ros" / "hands_node"
+        if exe.is_file():
+            return [sys.executable, str(exe)]
+    except Exception:  # no ament index: fall back to the module (source checkout)
+        pass
+    return [sys.executable, "-m", "dir_ros.ros.node"]
+
+
+# ---- the node subprocess -----------------------------------------------------------------
+
+class NodeProcess:
+    """hands_node in a subprocess; stdout+stderr go to a log file read on failure."""
+
+    def __init__(self, params_yaml: Path, namespace: str, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w", encoding="utf-8")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+        # The node runs the same dir_ros code as this demo (a source checkout first on the
+        # path; the generated dir_ros.msg is still found in the install space, extend_path).
+        code_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (code_root, env.get("PYTHONPATH", "")) if p)
+        cmd = node_command() + ["--ros-args", "-r", f"__ns:={namespace}",
+                                "--params-file", str(params_yaml)]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     stdin=subprocess.DEVNULL)
+
+    def alive(self) -> bool:
+        """True while the node process runs."""
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last `lines` lines of the node's output."""
+        self._log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").rstrip("\n")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> Optional[int]:
+        """SIGINT (the node's clean shutdown), then SIGKILL after NODE_EXIT_TIMEOUT_S."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(NODE_EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+
+# ---- the ROS client ----------------------------------------------------------------------
+
+Stamp = tuple[int, int]
+
+
+@dataclass
+class Answers:
+    """What came back, keyed by header stamp, with the monotonic receive time."""
+
+    hands: dict[Stamp, tuple[Any, float]] = field(default_factory=dict)
+    markers: dict[Stamp, tuple[Any, float]] = field(default_factory=dict)
+    tf: dict[Stamp, tuple[list[str], float]] = field(default_factory=dict)
+
+
+class DemoClient:
+    """rclpy node publishing images + camera_info and recording hands / markers / TF."""
+
+    def __init__(self, namespace: str) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.signals import SignalHandlerOptions
+        from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
+        from visualization_msgs.msg import MarkerArray
+
+        from dir_ros.msg import TwoHandMesh
+
+        self._Image, self._CameraInfo = Image, CameraInfo
+        self.context = rclpy.Context()
+        # Python's own SIGINT/SIGTERM handling stays in charge (the demo cleans up itself).
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("hands_demo", namespace=namespace, context=self.context)
+        # Reliable in (the node is told image_reliability: reliable): a 3 MB frame is
+        # retransmitted instead of lost; depth 1 as a camera would.
+        in_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_image = self.node.create_publisher(Image, "image", in_qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", in_qos)
+        out_qos = QoSProfile(depth=OUTPUT_QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+        self.answers = Answers()
+        self.node.create_subscription(TwoHandMesh, "hands", self._on_hands, out_qos)
+        self.node.create_subscription(MarkerArray, "hands/markers", self._on_markers, out_qos)
+        self.node.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(
+            depth=TF_QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    @staticmethod
+    def _key(header: Any) -> Stamp:
+        """(sec, nanosec) of a header stamp: how answers are matched to frames."""
+        return (int(header.stamp.sec), int(header.stamp.nanosec))
+
+    def _on_hands(self, msg: Any) -> None:
+        """Keep the first TwoHandMesh per stamp with its receive time."""
+        self.answers.hands.setdefault(self._key(msg.header), (msg, time.monotonic()))
+
+    def _on_markers(self, msg: Any) -> None:
+        """Keep the first MarkerArray per stamp (of its first marker) with its receive time."""
+        if msg.markers:
+            self.answers.markers.setdefault(self._key(msg.markers[0].header),
+                                            (msg, time.monotonic()))
+
+    def _on_tf(self, msg: Any) -> None:
+        """Collect the demo's wrist frames per stamp (time of the first one)."""
+        for t in msg.transforms:
+            if not t.child_frame_id.startswith(TF_PREFIX):
+                continue  # someone else's TF
+            frames, t0 = self.answers.tf.get(self._key(t.header), ([], time.monotonic()))
+            frames.append(t.child_frame_id)
+            self.answers.tf[self._key(t.header)] = (frames, t0)
+
+    def spin(self, seconds: float = SPIN_PERIOD_S) -> None:
+        """Handle what has arrived, waiting at most `seconds`."""
+        self.executor.spin_once(timeout_sec=seconds)
+
+    def connected(self) -> bool:
+        """The node's image / camera_info subscriptions and hands publisher are matched."""
+        return (self.pub_image.get_subscription_count() > 0
+                and self.pub_info.get_subscription_count() > 0
+                and self.node.count_publishers(self.node.resolve_topic_name("hands")) > 0)
+
+    def new_stamp(self, previous: Optional[Stamp]) -> Stamp:
+        """Now (ROS clock), strictly after `previous` so every frame has its own stamp."""
+        ns = self.node.get_clock().now().nanoseconds
+        if previous is not None:
+            ns = max(ns, previous[0] * 10**9 + previous[1] + 1)
+        return (ns // 10**9, ns % 10**9)
+
+    def publish(self, bgr: np.ndarray, K: np.ndarray, stamp: Stamp) -> float:
+        """CameraInfo (K, no distortion), a short pause, then the bgr8 Image, same stamp;
+        returns the monotonic time just before the Image was published."""
+        h, w = bgr.shape[:2]
+        info = self._CameraInfo()
+        info.header.frame_id = FRAME_ID
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp
+        info.width, info.height = w, h
+        info.distortion_model = "plumb_bob"
+        info.d = [0.0] * 5
+        info.k = [float(v) for v in K.reshape(-1)]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        P = np.zeros((3, 4))
+        P[:, :3] = K
+        info.p = [float(v) for v in P.reshape(-1)]
+        self.pub_info.publish(info)
+        end = time.monotonic() + CAMERA_INFO_LEAD_S
+        while time.monotonic() < end:
+            self.spin(SPIN_PERIOD_S / 5)
+        img = self._Image()
+        img.header.frame_id = FRAME_ID
+        img.header.stamp.sec, img.header.stamp.nanosec = stamp
+        img.height, img.width, img.encoding = h, w, "bgr8"
+        img.is_bigendian = 0
+        img.step = w * 3
+        img.data = np.ascontiguousarray(bgr).tobytes()
+        t_publish = time.monotonic()
+        self.pub_image.publish(img)
+        return t_publish
+
+    def close(self) -> None:
+        """Tear down the executor, node and context (idempotent enough for a finally)."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+# ---- reading the answer ------------------------------------------------------------------
+
+def hand_arrays(hand: Any) -> dict[str, Any]:
+    """One HandMesh message -> numpy arrays / plain values used by the overlay and summary."""
+    p, o = hand.wrist_pose.position, hand.wrist_pose.orientation
+    verts = np.asarray(hand.vertices, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(hand.faces, dtype=np.int64).reshape(-1, 3)
+    return {
+        "valid": bool(hand.valid),
+        "confidence": float(hand.confidence),
+        "metric": bool(hand.metric),
+        "wrist_position": [float(p.x), float(p.y), float(p.z)],  # m, optical frame
+        "wrist_quat_xyzw": [float(o.x), float(o.y), float(o.z), float(o.w)],
+        "keypoints_2d": np.asarray(hand.keypoints_2d, dtype=np.float64).reshape(-1, 2),
+        "vertices": verts,
+        "faces": faces,
+    }
+
+
+def _cv_points(px: np.ndarray) -> np.ndarray:
+    """Corner-origin image pixels (...,2) -> cv2 fixed-point centre-origin int32 coordinates."""
+    return np.round((px - geo.HALF_PIXEL) * (1 << SHIFT_BITS)).astype(np.int32)
+
+
+def draw_overlay(bgr: np.ndarray, hands: dict[str, dict[str, Any]], K: np.ndarray,
+                 random_weights: bool) -> np.ndarray:
+    """Input image (H,W,3 BGR) with each valid hand's projected mesh, skeleton, keypoints
+    and a text line (confidence, wrist xyz in m); left and right in different colours."""
+    import cv2
+
+    from dir_ros.ros.markers import BONE_PARENTS
+
+    out = bgr.copy()
+    layer = bgr.copy()
+    h, w = bgr.shape[:2]
+    for side, hand in hands.items():
+        if not hand["valid"] or not hand["metric"] or not len(hand["faces"]):
+            continue  # wrist-relative vertices cannot be projected
+        verts = hand["vertices"]
+        tris = hand["faces"][(hand["faces"] < len(verts)).all(axis=1)]
+        ok_v = np.isfinite(verts).all(axis=1) & (verts[:, 2] > MIN_DEPTH_M)
+        uv = np.zeros((len(verts), 2))
+        uv[ok_v] = geo.project_points(verts[ok_v], K)
+        ok_v &= (np.abs(uv) < MAX_ABS_PX).all(axis=1)
+        tris = tris[ok_v[tris].all(axis=1)]
+        if len(tris):
+            polys = list(_cv_points(uv)[tris])
+            cv2.fillPoly(layer, polys, BGR_COLOURS[side], cv2.LINE_AA, shift=SHIFT_BITS)
+            dark = tuple(int(c * 0.6) for c in BGR_COLOURS[side])
+            cv2.polylines(layer, polys, True, dark, 1, cv2.LINE_AA, shift=SHIFT_BITS)
+    out = cv2.addWeighted(layer, MESH_FILL_ALPHA, out, 1.0 - MESH_FILL_ALPHA, 0.0)
+    thickness = max(1, round(min(h, w) / 300))
+    for side, hand in hands.items():
+        if not hand["valid"]:
+            continue
+        kp = hand["keypoints_2d"]
+        if kp.shape != (21, 2) or not np.isfinite(kp).all() or (np.abs(kp) > MAX_ABS_PX).any():
+            continue
+        pts = _cv_points(kp)
+        for child, parent in enumerate(BONE_PARENTS, start=1):
+            cv2.line(out, tuple(pts[child]), tuple(pts[parent]), BGR_COLOURS[side],
+                     thickness + 1, cv2.LINE_AA, shift=SHIFT_BITS)
+        for p in pts:
+            cv2.circle(out, tuple(p), (thickness + 2) << SHIFT_BITS, (255, 255, 255), -1,
+                       cv2.LINE_AA, shift=SHIFT_BITS)
+            cv2.circle(out, tuple(p), (thickness + 2) << SHIFT_BITS, BGR_COLOURS[side],
+                       1, cv2.LINE_AA, shift=SHIFT_BITS)
+    lines = [(hand_text(side, hand), BGR_COLOURS[side]) for side, hand in hands.items()]
+    if random_weights:
+        lines.append(("RANDOM WEIGHTS: geometry not meaningful yet", WARNING_BGR))
+    scale = max(0.4, w / TEXT_WIDTH_PX_PER_SCALE)
+    line_h = int(30 * scale) + 6
+    for i, (text, colour) in enumerate(lines):
+        org = (8, 8 + line_h * (i + 1) - 6)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thickness + 2, cv2.LINE_AA)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
+                    cv2.LINE_AA)
+    return out
+
+
+def hand_text(side: str, hand: dict[str, Any]) -> str:
+    """'left  conf 0.53  wrist (+0.012, -0.034, +0.612) m' (or why there is no position)."""
+    if not hand["valid"]:
+        return f"{side:<5} not valid"
+    x, y, z = hand["wrist_position"]
+    where = (f"wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m" if hand["metric"]
+             else "wrist-relative (metric false: no 3D placement)")
+    return f"{side:<5} conf {hand['confidence']:.2f}  {where}"
+
+
+# ---- main --------------------------------------------------------------------------------
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The demo's command line (see module docstring)."""
+    ap = argparse.ArgumentParser(
+        prog="python -m dir_ros.ros.demo",
+        description="Run hands_node over ROS 2 on a folder of images; write overlays and "
+                    "summary.json.")
+    ap.add_argument("--images", required=True, type=Path, help="folder of .jpg/.png images")
+    ap.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    ap.add_argument("--model-config", default=DEFAULT_MODEL_CONFIG,
+                    help=f"network config YAML (default {DEFAULT_MODEL_CONFIG}; "
+                         "config/model/dir_light.yaml is the small CPU one)")
+    ap.add_argument("--weights", default=None,
+                    help="trained checkpoint; default: the `weights` of --params")
+    ap.add_argument("--params", default=DEFAULT_PARAMS,
+                    help=f"node parameter file (default {DEFAULT_PARAMS})")
+    ap.add_argument("--device", default=None, help="torch device for the node: auto|cpu|cuda "
+                    "(default: the `device` of --params)")
+    ap.add_argument("--fov-deg", type=float, default=DEFAULT_FOV_DEG,
+                    help=f"assumed horizontal field of view of the images, degrees "
+                         f"(default {DEFAULT_FOV_DEG:g}); fx = fy, principal point at the centre")
+    ap.add_argument("--namespace", default=DEFAULT_NAMESPACE,
+                    help=f"ROS namespace of the node and the demo (default {DEFAULT_NAMESPACE})")
+    ap.add_argument("--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S,
+                    help="seconds for the node to come up and connect")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_ANSWER_TIMEOUT_S,
+                    help="seconds to wait for the node's answer to one image")
+    args = ap.parse_args(argv)
+    if not 0.0 < args.fov_deg < 180.0:
+        ap.error(f"--fov-deg must be in (0, 180), got {args.fov_deg}")
+    if not args.namespace.startswith("/"):
+        args.namespace = "/" + args.namespace
+    return args
+
+
+def wait_connected(client: DemoClient, node: NodeProcess, timeout_s: float) -> float:
+    """Spin until the node is up and matched; seconds it took. DemoError if it died / timed out."""
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    # elapsed-time ticker on a terminal only (disable=None), so logs stay readable
+    with tqdm(total=None, desc="starting hands_node", unit="s", leave=False, disable=None,
+              bar_format="{desc}: {elapsed}") as bar:
+        while not client.connected():
+            if not node.alive():
+                raise DemoError(f"hands_node exited with status {node.proc.returncode} "
+                                f"before it was ready", EXIT_NODE, node.tail())
+            if time.monotonic() - t0 > timeout_s:
+                raise DemoError(f"hands_node did not come up within {timeout_s:g} s "
+                                f"(no matched image subscription / hands publisher)",
+                                EXIT_NODE, node.tail())
+            client.spin()
+            bar.update(0)
+    return time.monotonic() - t0
+
+
+def process_image(client: DemoClient, node: NodeProcess, bgr: np.ndarray, K: np.ndarray,
+                  stamp: Stamp, timeout_s: float, resend_s: float
+                  ) -> tuple[Any, float, int, Optional[float], Optional[float], list[str]]:
+    """Publish one frame and wait for its answers: (TwoHandMesh, hands latency s, sends,
+    markers latency s | None, tf latency s | None, tf child frames)."""
+    t_first = client.publish(bgr, K, stamp)  # latencies count from the first Image publish
+    sends, t_last = 1, t_first
+    answers = client.answers
+    while stamp not in answers.hands:
+        now = time.monotonic()
+        if not node.alive():
+            raise DemoError(f"hands_node exited with status {node.proc.returncode} while "
+                            f"processing", EXIT_NODE, node.tail())
+        if now - t_first > timeout_s:
+            raise DemoError(f"hands_node did not answer within {timeout_s:g} s "
+                            f"({sends} send(s))", EXIT_NODE, node.tail())
+        if now - t_last > resend_s:
+            t_last = client.publish(bgr, K, stamp)  # same stamp: its first answer counts
+            sends += 1
+        client.spin()
+    msg, t_hands = answers.hands[stamp]
+    want_tf = msg.left.valid or msg.right.valid
+    end = time.monotonic() + SIDE_OUTPUT_WAIT_S
+    while time.monotonic() < end and not (
+            stamp in answers.markers and (stamp in answers.tf or not want_tf)):
+        client.spin()
+    lat_m = answers.markers[stamp][1] - t_first if stamp in answers.markers else None
+    lat_tf = answers.tf[stamp][1] - t_first if stamp in answers.tf else None
+    frames = sorted(set(answers.tf[stamp][0])) if stamp in answers.tf else []
+    return msg, t_hands - t_first, sends, lat_m, lat_tf, frames
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    """Seconds -> milliseconds rounded to 0.1 (None stays None)."""
+    return None if seconds is None else round(1e3 * seconds, 1)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Short stdout table: image, size, latencies, per-hand confidence and wrist depth."""
+    head = (f"{'image':<28} {'size':>10} {'hands ms':>9} {'markers':>8} {'tf ms':>8} "
+            f"{'L conf':>6} {'R conf':>6} {'L z m':>7} {'R z m':>7}")
+    print(head)
+    print("-" * len(head))
+
+    def num(v: Optional[float], fmt: str) -> str:
+        """Formatted number or '-' when absent."""
+        return "-" if v is None else format(v, fmt)
+
+    for r in rows:
+        hl, hr = r["hands"]["left"], r["hands"]["right"]
+        zl = hl["wrist_position"][2] if hl["valid"] and hl["metric"] else None
+        zr = hr["wrist_position"][2] if hr["valid"] and hr["metric"] else None
+        print(f"{r['image'][:28]:<28} {r['width']:>5}x{r['height']:<4} "
+              f"{num(r['latency_ms'], '.1f'):>9} {num(r['markers_latency_ms'], '.1f'):>8} "
+              f"{num(r['tf_latency_ms'], '.1f'):>8} {num(hl['confidence'], '.2f'):>6} "
+              f"{num(hr['confidence'], '.2f'):>6} {num(zl, '.3f'):>7} {num(zr, '.3f'):>7}")
+    lat = [r["latency_ms"] for r in rows]
+    print(f"publish -> TwoHandMesh latency: median {np.median(lat):.1f} ms, "
+          f"min {min(lat):.1f} ms, max {max(lat):.1f} ms over {len(lat)} image(s) "
+          f"(the first includes warm-up)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The demo proper (see module docstring); raises DemoError on failure."""
+    import cv2
+    import yaml
+    from tqdm import tqdm
+
+    images = list_images(args.images)
+    params_file = resolve_file(args.params, "node parameter file")
+    model_config = resolve_file(args.model_config, "model config")
+    overrides: dict[str, Any] = {
+        "model_config": str(model_config),
+        "min_confidence": 0.0,  # so both hands come out whatever the (random) scores
+        "image_reliability": "reliable",  # our publisher is reliable: no lost 3 MB frames
+        "image_transport": "raw",
+        "frame_prefix": TF_PREFIX,
+        "publish_markers": True,
+        "publish_tf": True,
+    }
+    if args.weights is not None:
+        overrides["weights"] = (str(resolve_file(args.weights, "weights file"))
+                                if args.weights.strip().lower() not in UNSET_WEIGHTS else "")
+    if args.device is not None:
+        overrides["device"] = args.device
+    params = node_params(params_file, overrides)
+    weights = str(params.get("weights", "") or "")
+    if weights and weights.strip().lower() not in UNSET_WEIGHTS and not os.path.isabs(weights):
+        params["weights"] = str(resolve_file(weights, "weights file"))
+    random_weights = weights.strip().lower() in UNSET_WEIGHTS
+
+    try:
+        import rclpy  # noqa: F401
+        from dir_ros.msg import TwoHandMesh  # noqa: F401
+        from tf2_msgs.msg import TFMessage  # noqa: F401
+    except ImportError as e:
+        raise DemoError(f"ROS 2 environment not available ({e}); run through "
+                        f"tools/ros_env.sh after `make setup`", EXIT_INPUT) from e
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    params_yaml = out / "node_params.yaml"
+    # '/**' applies to the node whatever its namespace (a plain 'hands_node' key would not
+    # match /demo/hands_node).
+    params_yaml.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}},
+                                          sort_keys=False), encoding="utf-8")
+    print(f"demo: {len(images)} image(s) from {args.images}; model {model_config.name}; "
+          f"weights {params.get('weights') or '(none)'}; device {params.get('device', 'auto')}; "
+          f"fov {args.fov_deg:g} deg; namespace {args.namespace}; output {out}", flush=True)
+    if random_weights:
+        print(RANDOM_WEIGHTS_WARNING, flush=True)
+
+    node = NodeProcess(params_yaml, args.namespace, out / "node.log")
+    client: Optional[DemoClient] = None
+    try:
+        client = DemoClient(args.namespace)
+        startup_s = wait_connected(client, node, args.startup_timeout)
+        print(f"demo: hands_node ready after {startup_s:.1f} s (pid {node.proc.pid}, "
+              f"log {node.log_path})", flush=True)
+        rows: list[dict[str, Any]] = []
+        stamp: Optional[Stamp] = None
+        slowest = 0.0
+        for path in tqdm(images, desc="images", unit="img"):
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DemoError(f"cannot read image '{path}'", EXIT_INPUT)
+            h, w = bgr.shape[:2]
+            K = pinhole_K(w, h, args.fov_deg)
+            stamp = client.new_stamp(stamp)
+            resend_s = max(RESEND_MIN_S, RESEND_LATENCY_FACTOR * slowest)
+            msg, lat, sends, lat_m, lat_tf, frames = process_image(
+                client, node, bgr, K, stamp, args.timeout, resend_s)
+            slowest = max(slowest, lat)
+            hands = {"left": hand_arrays(msg.left), "right": hand_arrays(msg.right)}
+            overlay_path = out / f"{path.stem}_overlay.png"
+            if not cv2.imwrite(str(overlay_path), draw_overlay(bgr, hands, K, random_weights)):
+                raise DemoError(f"cannot write '{overlay_path}'", EXIT_INPUT)
+            rows.append({
+                "image": path.name,
+                "width": w, "height": h,
+                "stamp": {"sec": stamp[0], "nanosec": stamp[1]},
+                "frame_id": msg.header.frame_id,
+                "latency_ms": _ms(lat),  # first publish -> TwoHandMesh received
+                "markers_latency_ms": _ms(lat_m),
+                "tf_latency_ms": _ms(lat_tf),
+                "sends": sends,
+                "tf_frames": frames,
+                "markers": len(client.answers.markers[stamp][0].markers)
+                if stamp in client.answers.markers else 0,
+                "K": K.tolist(),
+                "overlay": overlay_path.name,
+                "hands": {side: {k: hand[k] for k in ("valid", "confidence", "metric",
+                                                       "wrist_position", "wrist_quat_xyzw")}
+                          | {"num_vertices": len(hand["vertices"])}
+                          for side, hand in hands.items()},
+            })
+    finally:
+        if client is not None:
+            client.close()
+        rc = node.stop()
+    summary = {
+        "random_weights": random_weights,
+        "model_config": str(model_config),
+        "weights": params.get("weights") or None,
+        "fov_deg": args.fov_deg,
+        "namespace": args.namespace,
+        "node_startup_s": round(startup_s, 2),
+        "node_exit_status": rc,
+        "images": rows,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print_table(rows)
+    print(f"demo: wrote {len(rows)} overlay(s) and {out / 'summary.json'}")
+    for r in rows:
+        missing = [n for n, v in (("markers", r["markers_latency_ms"]),
+                                  ("tf", r["tf_latency_ms"])) if v is None]
+        if missing:
+            print(f"demo: note: no {' / '.join(missing)} received for {r['image']}")
+    if random_weights:
+        print(RANDOM_WEIGHTS_WARNING)
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point; returns the exit status (one-line error on stderr on failure)."""
+    args = parse_args(argv)
+
+    def on_term(signum: int, frame: Any) -> None:
+        """SIGTERM: exit through the normal cleanup path."""
+        print("demo: terminated (SIGTERM); stopping hands_node", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)  # unwinds through run()'s cleanup (node stopped)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return run(args)
+    except DemoError as e:
+        print(f"demo: error: {e}", file=sys.stderr, flush=True)
+        if e.detail:
+            print(f"--- hands_node output (last {LOG_TAIL_LINES} lines) ---\n{e.detail}",
+                  file=sys.stderr, flush=True)
+        return e.status
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
