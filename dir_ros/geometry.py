@@ -1,0 +1,225 @@
+"""Image <-> network-crop transforms, weak-perspective to metric placement, rotations.
+
+Conventions (used by every function here):
+  * Image pixel coordinates (u, v) are continuous with the origin at the *top-left corner*
+    of the top-left pixel (the convention of HandMesh.keypoints_2d); pixel (i, j) covers
+    [j, j+1) x [i, i+1) and its centre is at (j + 0.5, i + 0.5).
+  * OpenCV / CameraInfo intrinsics K put pixel *centres* at integer coordinates, so a
+    corner-origin coordinate is the K coordinate plus HALF_PIXEL.
+  * Normalised crop coordinates ("uv") lie in [-1, 1] over the square crop:
+    pixel_in_crop = (uv + 1) * crop_px / 2, with crop_px the crop side in image pixels.
+  * 3D: metres, camera optical frame (x right, y down, z forward).
+  * Rotations go through scipy.spatial.transform.Rotation; quaternions are (x, y, z, w).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+# Offset between corner-origin pixel coordinates and OpenCV/K (centre-origin) coordinates.
+HALF_PIXEL = 0.5
+# Training crop margin of the DIR release: half-size = max extent / 2 / 0.8
+# (DIR_ARCHITECTURE.md, "Input"), i.e. the hands fill 80 % of the crop side.
+DEFAULT_CROP_FILL = 0.8
+# Smallest crop side accepted (pixels); guards against degenerate boxes from tracking.
+MIN_CROP_PX = 8.0
+# Smallest weak-perspective scale accepted for metric placement (uv per metre); a
+# smaller (or negative) scale would put the hand at an absurd or negative depth.
+MIN_WEAK_PERSPECTIVE_SCALE = 1e-3
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Axis-aligned square crop in image pixels (corner-origin): centre and side length."""
+
+    cx: float
+    cy: float
+    size: float
+
+    @property
+    def x0(self) -> float:
+        """Left edge (pixels)."""
+        return self.cx - self.size / 2.0
+
+    @property
+    def y0(self) -> float:
+        """Top edge (pixels)."""
+        return self.cy - self.size / 2.0
+
+    def as_xywh(self) -> tuple[float, float, float, float]:
+        """(x0, y0, size, size) in image pixels."""
+        return (self.x0, self.y0, self.size, self.size)
+
+
+def full_frame_box(width: int, height: int) -> CropBox:
+    """Centred square covering the whole image (the short side gets padded)."""
+    return CropBox(width / 2.0, height / 2.0, float(max(width, height)))
+
+
+def roi_box(roi: Sequence[float]) -> CropBox:
+    """Square box around an ROI given as (x, y, w, h) in image pixels (longer side kept)."""
+    if len(roi) != 4:
+        raise ValueError(f"roi must be [x, y, w, h], got {list(roi)}")
+    x, y, w, h = (float(r) for r in roi)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"roi width and height must be > 0, got {list(roi)}")
+    return CropBox(x + w / 2.0, y + h / 2.0, max(w, h, MIN_CROP_PX))
+
+
+def box_from_points(points: np.ndarray, fill: float = DEFAULT_CROP_FILL) -> CropBox:
+    """Square box centred on the bounding box of points (N,2) px; side = extent / fill."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) == 0:
+        raise ValueError("box_from_points needs at least one finite point")
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    centre = (lo + hi) / 2.0
+    side = max(float(np.max(hi - lo)) / fill, MIN_CROP_PX)
+    return CropBox(float(centre[0]), float(centre[1]), side)
+
+
+def crop_affine(box: CropBox, out_size: int) -> np.ndarray:
+    """(2,3) affine taking image pixels to crop pixels (both corner-origin), crop out_size px."""
+    scale = out_size / box.size
+    return np.array([[scale, 0.0, -scale * box.x0], [0.0, scale, -scale * box.y0]])
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    """Inverse of a (2,3) affine transform."""
+    a = np.asarray(affine, dtype=np.float64)
+    lin_inv = np.linalg.inv(a[:, :2])
+    return np.hstack([lin_inv, -lin_inv @ a[:, 2:3]])
+
+
+def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2,3) affine to points (...,2)."""
+    a = np.asarray(affine, dtype=np.float64)
+    p = np.asarray(points, dtype=np.float64)
+    return p @ a[:, :2].T + a[:, 2]
+
+
+def warp_crop(image: np.ndarray, box: CropBox, out_size: int, border_value: int = 0) -> np.ndarray:
+    """Crop + resize image (H,W,C) uint8 to (out_size,out_size,C); outside pixels = border."""
+    import cv2  # local import: keeps geometry importable for pure-math users
+
+    a = crop_affine(box, out_size)
+    # cv2.warpAffine uses centre-origin pixels: shift in and out by half a pixel.
+    a_cv = a.copy()
+    a_cv[:, 2] += a[:, :2] @ np.array([HALF_PIXEL, HALF_PIXEL]) - HALF_PIXEL
+    # Area-like filtering when shrinking a lot keeps aliasing down; linear otherwise.
+    interp = cv2.INTER_AREA if box.size > 2 * out_size else cv2.INTER_LINEAR
+    out = cv2.warpAffine(
+        image, a_cv, (out_size, out_size), flags=interp,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=(border_value,) * 4)
+    if out.ndim == 2 and image.ndim == 3:
+        out = out[..., None]
+    return out
+
+
+def uv_to_image(uv: np.ndarray, box: CropBox) -> np.ndarray:
+    """Normalised crop uv (...,2) in [-1,1] -> image pixels (...,2), corner-origin."""
+    uv = np.asarray(uv, dtype=np.float64)
+    return (uv + 1.0) * (box.size / 2.0) + np.array([box.x0, box.y0])
+
+
+def image_to_uv(px: np.ndarray, box: CropBox) -> np.ndarray:
+    """Image pixels (...,2), corner-origin -> normalised crop uv (...,2)."""
+    px = np.asarray(px, dtype=np.float64)
+    return (px - np.array([box.x0, box.y0])) / (box.size / 2.0) - 1.0
+
+
+def project_points(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pinhole projection of camera-frame points (...,3) m -> image px (...,2), corner-origin."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    z = xyz[..., 2:3]
+    uv = xyz[..., :2] / z
+    return np.concatenate(
+        [uv[..., :1] * K[0, 0] + uv[..., 1:2] * K[0, 1] + K[0, 2],
+         uv[..., 1:2] * K[1, 1] + K[1, 2]], axis=-1) + HALF_PIXEL
+
+
+def weak_perspective_depth(scale: float, crop_px: float, fx: float) -> float:
+    """Root depth Z (m) from weak-perspective scale s (uv/m): s*crop_px/2 = fx/Z."""
+    if not np.isfinite(scale) or scale < MIN_WEAK_PERSPECTIVE_SCALE:
+        raise ValueError(f"weak-perspective scale must be > {MIN_WEAK_PERSPECTIVE_SCALE}, "
+                         f"got {scale}")
+    return 2.0 * fx / (scale * crop_px)
+
+
+def backproject_pixel(px: np.ndarray, depth: float, K: np.ndarray) -> np.ndarray:
+    """Image pixel (2,) corner-origin at depth Z (m) -> camera-frame point (3,) m through K."""
+    K = np.asarray(K, dtype=np.float64)
+    u, v = np.asarray(px, dtype=np.float64) - HALF_PIXEL
+    y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    return np.array([x * depth, y * depth, depth])
+
+
+def weak_perspective_to_camera(camera: np.ndarray, box: CropBox, K: np.ndarray,
+                               ref_depth_offset: float = 0.0) -> np.ndarray:
+    """Metric root position (3,) m in the camera frame from (s, tx, ty), crop box and K.
+
+    Weak perspective treats the hand as a plane at a reference depth Z_ref, with
+    pixels per metre = s * crop_px / 2 = fx / Z_ref, so Z_ref = 2 fx / (s * crop_px).
+    The root projects to crop uv (tx, ty); its X, Y come from that image position through K
+    at Z_ref (under weak perspective the projection of the root scales with 1/Z_ref).
+    ref_depth_offset = depth of the reference point relative to the root (m), e.g. the mean
+    root-relative z of the points the camera was fit to; then Z_root = Z_ref - offset
+    (0 = reference at the root: the plain formula). fx is used for the single isotropic s.
+    """
+    s, tx, ty = (float(c) for c in np.asarray(camera).reshape(3))
+    z_ref = weak_perspective_depth(s, box.size, float(np.asarray(K)[0, 0]))
+    root_px = uv_to_image(np.array([tx, ty]), box)
+    p = backproject_pixel(root_px, z_ref, K)
+    p[2] -= ref_depth_offset
+    return p
+
+
+def fit_weak_perspective(xyz: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Least-squares (s, tx, ty) with uv ~ s * xyz[:, :2] + (tx, ty); xyz (N,3), uv (N,2)."""
+    xy = np.asarray(xyz, dtype=np.float64)[:, :2]
+    uv = np.asarray(uv, dtype=np.float64)
+    n = len(xy)
+    a = np.zeros((2 * n, 3))
+    a[0::2, 0], a[0::2, 1] = xy[:, 0], 1.0
+    a[1::2, 0], a[1::2, 2] = xy[:, 1], 1.0
+    sol, *_ = np.linalg.lstsq(a, uv.reshape(-1), rcond=None)
+    return sol
+
+
+# --- rotations (scipy) ------------------------------------------------------------------
+
+def matrix_to_quat(rotmat: np.ndarray) -> np.ndarray:
+    """Rotation matrices (...,3,3) -> unit quaternions (...,4) xyzw, w >= 0."""
+    m = np.asarray(rotmat, dtype=np.float64)
+    q = Rotation.from_matrix(m.reshape(-1, 3, 3)).as_quat()
+    q = np.where(q[:, 3:4] < 0, -q, q)  # canonical hemisphere for stable messages
+    return q.reshape(m.shape[:-2] + (4,))
+
+
+def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
+    """Quaternions (...,4) xyzw (normalised here) -> rotation matrices (...,3,3)."""
+    q = np.asarray(quat, dtype=np.float64)
+    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:-1] + (3, 3))
+
+
+def matrix_to_axis_angle(rotmat: np.ndarray) -> np.ndarray:
+    """Rotation matrices (...,3,3) -> axis-angle vectors (...,3), radians, |angle| <= pi."""
+    m = np.asarray(rotmat, dtype=np.float64)
+    return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_rotvec().reshape(m.shape[:-2] + (3,))
+
+
+def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """Axis-angle vectors (...,3) radians -> rotation matrices (...,3,3)."""
+    r = np.asarray(rotvec, dtype=np.float64)
+    return Rotation.from_rotvec(r.reshape(-1, 3)).as_matrix().reshape(r.shape[:-1] + (3, 3))
+
+
+def axis_angle_to_quat(rotvec: np.ndarray) -> np.ndarray:
+    """Axis-angle (...,3) radians -> quaternions (...,4) xyzw, w >= 0."""
+    return matrix_to_quat(axis_angle_to_matrix(rotvec))
+

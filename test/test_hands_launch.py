@@ -1,0 +1,111 @@
+"""launch_testing test of launch/hands.launch.py on a real ROS 2 install (skipped without it).
+
+Starts the launch file with a params file selecting the light model, publishes camera
+images and checks that TwoHandMesh messages come back; after shutdown, the exit codes.
+Run with `launch_test test/test_hands_launch.py` or pytest (launch_testing's plugin).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import pytest
+
+launch_testing = pytest.importorskip(
+    "launch_testing", reason="launch_testing (ROS 2 launch) is not installed here")
+import launch  # noqa: E402
+import launch_testing.actions  # noqa: E402
+import launch_testing.asserts  # noqa: E402
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "launch_test"
+FRAME = "launch_test_optical"
+W, H = 160, 120
+RECEIVE_DEADLINE_S = 90.0
+
+
+def _launch_file() -> str:
+    """The installed launch file when the package is installed, else the source one."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        p = Path(get_package_share_directory("dir_ros")) / "launch" / "hands.launch.py"
+        if p.is_file():
+            return str(p)
+    except Exception:
+        pass
+    return str(ROOT / "launch" / "hands.launch.py")
+
+
+def _params_file() -> str:
+    """A params file: the shipped defaults with the light model, cpu, min_confidence 0."""
+    light = ROOT / "config" / "model" / "dir_light.yaml"
+    text = ("hands_node:\n  ros__parameters:\n"
+            f"    model_config: \"{light if light.is_file() else 'config/model/dir_light.yaml'}\"\n"
+            "    device: \"cpu\"\n    min_confidence: 0.0\n")
+    fd, path = tempfile.mkstemp(suffix=".yaml", prefix="hands_launch_")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+@pytest.mark.launch_test
+def generate_test_description() -> launch.LaunchDescription:
+    """hands.launch.py in a namespace, remapped to our test topics."""
+    include = launch.actions.IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(_launch_file()),
+        launch_arguments={"image": f"/{NAMESPACE}/cam/image", "camera_info":
+                          f"/{NAMESPACE}/cam/camera_info", "config": _params_file(),
+                          "namespace": NAMESPACE, "use_sim_time": "false",
+                          "rviz": "false"}.items())
+    return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
+
+
+class TestHandsOutput(unittest.TestCase):
+    """While the launch runs: images in, TwoHandMesh out."""
+
+    def test_hands_published(self) -> None:
+        import numpy as np
+        import rclpy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+
+        from dir_ros.msg import TwoHandMesh
+
+        rclpy.init()
+        node = rclpy.create_node("hands_launch_probe")
+        try:
+            got: list[TwoHandMesh] = []
+            node.create_subscription(TwoHandMesh, f"/{NAMESPACE}/hands", got.append, 10)
+            qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+            pub = node.create_publisher(Image, f"/{NAMESPACE}/cam/image", qos)
+            info_pub = node.create_publisher(CameraInfo, f"/{NAMESPACE}/cam/camera_info", qos)
+            img = Image(height=H, width=W, encoding="rgb8", step=W * 3)
+            img.header.frame_id = FRAME
+            img.data = np.random.default_rng(0).integers(0, 256, H * W * 3, np.uint8).tobytes()
+            info = CameraInfo(width=W, height=H, k=[150.0, 0, 79.5, 0, 150.0, 59.5, 0, 0, 1.0])
+            info.header.frame_id = FRAME
+            end = time.monotonic() + RECEIVE_DEADLINE_S
+            while not got and time.monotonic() < end:
+                img.header.stamp = node.get_clock().now().to_msg()
+                info_pub.publish(info)
+                pub.publish(img)
+                rclpy.spin_once(node, timeout_sec=1.0)
+            self.assertTrue(got, "no TwoHandMesh received from the launched node")
+            self.assertEqual(got[0].header.frame_id, FRAME)
+            self.assertEqual(len(got[0].left.joints), 21)
+        finally:
+            node.destroy_node()
+            rclpy.shutdown()
+
+
+@launch_testing.post_shutdown_test()
+class TestShutdown(unittest.TestCase):
+    """After the launch is shut down (SIGINT): clean exit codes."""
+
+    def test_exit_codes(self, proc_info) -> None:  # noqa: ANN001 - launch_testing fixture
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2])

@@ -1,0 +1,400 @@
+"""End-to-end tests of the hands_node over real DDS (rclpy), with the light model config.
+
+The node runs as its installed executable (install/dir_ros/lib/dir_ros/hands_node) in a
+subprocess; the source tree is put first on PYTHONPATH so the code under test is this
+checkout's (the generated dir_ros.msg is found in the install space via extend_path).
+Skipped when the ROS messages are not built / importable.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import pytest
+
+try:
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from dir_ros.msg import TwoHandMesh
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+    from visualization_msgs.msg import Marker, MarkerArray
+except ImportError as e:  # pragma: no cover - depends on the build
+    pytest.skip(f"ROS messages not importable (build with colcon and source install/setup.bash "
+                f"first): {e}", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
+INSTALLED_EXE = ROOT / "install" / "dir_ros" / "lib" / "dir_ros" / "hands_node"
+STARTUP_DEADLINE_S = 60.0  # model build + DDS discovery on 2 busy cores
+EXIT_DEADLINE_S = 30.0
+FRAME = "test_camera_optical"
+PREFIX = "t_"
+W, H = 160, 120
+K = [150.0, 0.0, 79.5, 0.0, 150.0, 59.5, 0.0, 0.0, 1.0]
+# One DDS domain per test session (conftest.py sets a pid-derived ROS_DOMAIN_ID) so
+# parallel runs do not hear each other.
+DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 10 + os.getpid() % 90)
+_STAMPS = iter(range(1000, 10**9))  # unique image stamps across all probes of a session
+
+
+def _node_cmd(*ros_args: str) -> list[str]:
+    """Command line of the node: the installed executable, else the module."""
+    exe = [str(INSTALLED_EXE)] if INSTALLED_EXE.is_file() else ["-m", "dir_ros.ros.node"]
+    return [sys.executable, *exe, "--ros-args", *ros_args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    venv = env.get("VIRTUAL_ENV") or str(Path(sys.executable).resolve().parent.parent)
+    if venv not in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        env["AMENT_PREFIX_PATH"] = os.pathsep.join([env.get("AMENT_PREFIX_PATH", ""), venv])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
+    return env
+
+
+class NodeProcess:
+    """hands_node in a subprocess; stderr goes to a file we can read while it runs."""
+
+    def __init__(self, tmp: Path, *params: str, params_file: Optional[Path] = None) -> None:
+        self.log = tmp / "node_stderr.log"
+        self._f = open(self.log, "w")
+        args: list[str] = ["--params-file", str(params_file)] if params_file else []
+        for p in params:
+            args += ["-p", p]
+        self.proc = subprocess.Popen(_node_cmd(*args), env=_env(), stdout=self._f,
+                                     stderr=subprocess.STDOUT, cwd=str(tmp))
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: the clean shutdown path
+            try:
+                self.proc.wait(EXIT_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._f.close()
+        return self.proc.returncode
+
+
+def _light_params(*extra: str) -> list[str]:
+    return [f"model_config:={LIGHT_CONFIG}", "device:=cpu", "min_confidence:=0.0",
+            f"frame_prefix:={PREFIX}", "publish_debug_image:=true", *extra]
+
+
+class Probe:
+    """Test-side rclpy node: publishes images / camera_info, records the node's outputs."""
+
+    def __init__(self, ctx: Any, reliability: ReliabilityPolicy) -> None:
+        self.node = Node(f"probe_{reliability.name.lower()}_{time.monotonic_ns() % 100000}",
+                         context=ctx)
+        qos = QoSProfile(depth=5, reliability=reliability)
+        self.pub_img = self.node.create_publisher(Image, "image", qos)
+        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", qos)
+        out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.hands: list[TwoHandMesh] = []
+        self.markers: list[MarkerArray] = []
+        self.tf: list[TFMessage] = []
+        self.debug: list[Image] = []
+        self.node.create_subscription(TwoHandMesh, "hands", self.hands.append, out_qos)
+        self.node.create_subscription(MarkerArray, "hands/markers", self.markers.append, out_qos)
+        self.node.create_subscription(TFMessage, "/tf", self.tf.append,
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(Image, "hands/debug_image", self.debug.append, out_qos)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diagnostics: list[Any] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append,
+                                      out_qos)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.node)
+        self.sent: dict[tuple[int, int], float] = {}
+
+    def image(self, data: Optional[bytes] = None) -> Image:
+        """A rgb8 test image (or one with the given raw data) stamped uniquely."""
+        count = next(_STAMPS)
+        msg = Image()
+        msg.header.frame_id = FRAME
+        msg.header.stamp.sec, msg.header.stamp.nanosec = count, 1234
+        msg.height, msg.width, msg.encoding, msg.step = H, W, "rgb8", W * 3
+        if data is None:
+            rng = np.random.default_rng(count)
+            data = rng.integers(0, 256, (H, W, 3), dtype=np.uint8).tobytes()
+        msg.data = data
+        return msg
+
+    def camera_info(self) -> CameraInfo:
+        info = CameraInfo()
+        info.header.frame_id = FRAME
+        info.width, info.height, info.k = W, H, K
+        return info
+
+    def publish(self, msg: Image) -> None:
+        self.pub_info.publish(self.camera_info())
+        self.pub_img.publish(msg)
+        self.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.monotonic()
+
+    def spin_until(self, cond: Callable[[], bool], deadline_s: float,
+                   every: Optional[Callable[[], None]] = None, period_s: float = 1.0) -> bool:
+        """Spin until cond() holds; call every() each period_s (e.g. publish a frame)."""
+        end = time.monotonic() + deadline_s
+        next_pub = 0.0
+        while time.monotonic() < end:
+            if every is not None and time.monotonic() >= next_pub:
+                every()
+                next_pub = time.monotonic() + period_s
+            self.executor.spin_once(timeout_sec=0.05)
+            if cond():
+                return True
+        return False
+
+    def mine(self, msgs: list[Any]) -> list[Any]:
+        """The messages (with a header) answering this probe's images."""
+        return [m for m in msgs if (m.header.stamp.sec, m.header.stamp.nanosec) in self.sent]
+
+    def mine_markers(self) -> list[MarkerArray]:
+        return [a for a in self.markers if a.markers and self.mine([a.markers[0]])]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def ctx() -> Iterator[Any]:
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    yield context
+    context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def running_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One node with the light model for the streaming tests of this module."""
+    proc = NodeProcess(tmp_path_factory.mktemp("node"), *_light_params())
+    yield proc
+    rc = proc.stop()
+    assert rc == 0, f"node did not exit cleanly on SIGINT (rc {rc}):\n{proc.output()[-3000:]}"
+
+
+def _check_hands(msg: TwoHandMesh, probe: Probe) -> None:
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in probe.sent
+    assert msg.header.frame_id == FRAME
+    for hand, side in ((msg.left, 0), (msg.right, 1)):
+        assert hand.side == side
+        assert hand.valid  # min_confidence 0
+        assert 0.0 <= hand.confidence <= 1.0
+        v = len(hand.vertices)
+        assert v > 0 and v % 3 == 0
+        faces = np.asarray(hand.faces)
+        assert len(faces) > 0 and len(faces) % 3 == 0 and faces.max() < v // 3
+        assert len(hand.joints) == 21 and len(hand.keypoints_2d) == 42
+        assert len(hand.pose) == 48 and len(hand.shape) == 10
+        arrays = [np.asarray(hand.vertices), np.asarray(hand.pose), np.asarray(hand.shape),
+                  np.asarray(hand.keypoints_2d),
+                  np.array([[p.x, p.y, p.z] for p in hand.joints])]
+        for a in arrays:
+            assert np.all(np.isfinite(a))
+        o = hand.wrist_pose.orientation
+        assert abs(np.linalg.norm([o.x, o.y, o.z, o.w]) - 1.0) < 1e-4
+
+
+def _stream_and_check(ctx: Any, node: NodeProcess, reliability: ReliabilityPolicy) -> Probe:
+    probe = Probe(ctx, reliability)
+    try:
+        ok = probe.spin_until(lambda: bool(probe.mine(probe.hands) and probe.mine_markers()
+                                           and probe.tf),
+                              STARTUP_DEADLINE_S, every=lambda: probe.publish(probe.image()))
+        assert ok, (f"no output within {STARTUP_DEADLINE_S} s (hands {len(probe.hands)}, "
+                    f"markers {len(probe.markers)}, tf {len(probe.tf)}); node log:\n"
+                    f"{node.output()[-3000:]}")
+        _check_hands(probe.mine(probe.hands)[-1], probe)
+        # markers: 3 per hand, documented namespaces / types, triangles complete
+        arr = probe.mine_markers()[-1]
+        by_ns = {m.ns: m for m in arr.markers}
+        types = {"mesh": Marker.TRIANGLE_LIST, "joints": Marker.SPHERE_LIST,
+                 "bones": Marker.LINE_LIST}
+        assert set(by_ns) == {f"{s}/{k}" for s in ("left", "right") for k in types}
+        for ns, m in by_ns.items():
+            assert m.type == types[ns.split("/")[1]] and m.action == Marker.ADD
+            assert m.header.frame_id == FRAME
+            assert 0.0 <= m.color.r <= 1.0 and 0.0 < m.color.a <= 1.0
+        for s in ("left", "right"):
+            assert len(by_ns[f"{s}/mesh"].points) % 3 == 0 and by_ns[f"{s}/mesh"].points
+            assert len(by_ns[f"{s}/joints"].points) == 21
+            assert len(by_ns[f"{s}/bones"].points) == 40
+        # TF: both wrists under the image frame
+        children = {t.child_frame_id: t for msg in probe.tf for t in msg.transforms}
+        assert {f"{PREFIX}left_wrist", f"{PREFIX}right_wrist"} <= set(children)
+        assert all(t.header.frame_id == FRAME for t in children.values())
+    except BaseException:
+        probe.close()
+        raise
+    return probe
+
+
+def test_best_effort_stream(ctx: Any, running_node: NodeProcess) -> None:
+    """BEST_EFFORT camera: TwoHandMesh, markers, TF and debug image come out."""
+    probe = _stream_and_check(ctx, running_node, ReliabilityPolicy.BEST_EFFORT)
+    try:
+        assert probe.spin_until(lambda: bool(probe.mine(probe.debug)), 20.0,
+                                every=lambda: probe.publish(probe.image()))
+        img = probe.debug[-1]
+        assert (img.width, img.height, img.encoding) == (W, H, "rgb8")
+        # diagnostics: rates, drops, latency, device
+        assert probe.spin_until(lambda: any(s.name.startswith("hands_node") for a in
+                                            probe.diagnostics for s in a.status), 10.0)
+        status = [s for a in probe.diagnostics for s in a.status
+                  if s.name.startswith("hands_node")][-1]
+        keys = {kv.key: kv.value for kv in status.values}
+        assert {"input_rate_hz", "processed_rate_hz", "dropped_total", "latency_ms_median",
+                "device"} <= set(keys)
+        assert keys["device"] == "cpu" and status.hardware_id == "cpu"
+    finally:
+        probe.close()
+
+
+def test_reliable_stream(ctx: Any, running_node: NodeProcess) -> None:
+    """A RELIABLE camera publisher is heard too (best-effort subscription)."""
+    _stream_and_check(ctx, running_node, ReliabilityPolicy.RELIABLE).close()
+
+
+def test_survives_undecodable_image(ctx: Any, running_node: NodeProcess) -> None:
+    """A short buffer is logged as an error; the next good frame is still processed."""
+    probe = Probe(ctx, ReliabilityPolicy.RELIABLE)
+    try:
+        bad = probe.image(data=b"\x00" * 10)
+        assert probe.spin_until(lambda: "cannot decode image" in running_node.output(), 30.0,
+                                every=lambda: probe.publish(bad), period_s=0.5), \
+            running_node.output()[-3000:]
+        assert "rgb8" in running_node.output()
+        n = len(probe.mine(probe.hands))
+        assert probe.spin_until(lambda: len(probe.mine(probe.hands)) > n, 30.0,
+                                every=lambda: probe.publish(probe.image()))
+        _check_hands(probe.mine(probe.hands)[-1], probe)
+        assert running_node.proc.poll() is None
+    finally:
+        probe.close()
+
+
+def test_runtime_parameter_refused(ctx: Any, running_node: NodeProcess) -> None:
+    """set_parameters with a bad value returns successful=False and a reason naming it."""
+    from rcl_interfaces.msg import Parameter as ParamMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    node = Node("param_probe", context=ctx)
+    try:
+        cli = node.create_client(SetParameters, "/hands_node/set_parameters")
+        assert cli.wait_for_service(timeout_sec=STARTUP_DEADLINE_S)
+        req = SetParameters.Request(parameters=[
+            ParamMsg(name="crop", value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                      string_value="bogus")),
+            ParamMsg(name="min_confidence", value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=0.0))])
+        fut = cli.call_async(req)
+        rclpy.spin_until_future_complete(node, fut, timeout_sec=20.0,
+                                         executor=rclpy.executors.SingleThreadedExecutor(
+                                             context=ctx))
+        results = fut.result().results
+        assert not results[0].successful
+        assert "crop" in results[0].reason and "full, roi, track" in results[0].reason
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("param, words", [
+    ("device:=gpu", ("device", "auto", "cpu", "cuda")),
+    ("image_reliability:=sometimes", ("image_reliability", "best_effort", "reliable")),
+])
+def test_bad_parameter_refused_at_startup(tmp_path: Path, param: str,
+                                          words: tuple[str, ...]) -> None:
+    """A bad value stops the node with a non-zero exit and a message naming the parameter."""
+    res = subprocess.run(_node_cmd("-p", f"model_config:={LIGHT_CONFIG}", "-p", param),
+                         env=_env(), capture_output=True, text=True, timeout=EXIT_DEADLINE_S * 2,
+                         cwd=str(tmp_path))
+    assert res.returncode != 0
+    for w in words:
+        assert w in res.stderr, res.stderr
+
+
+def test_missing_weights_clear_error(tmp_path: Path) -> None:
+    """A weights path that does not exist: non-zero exit, error names the file."""
+    missing = tmp_path / "missing.pt"
+    res = subprocess.run(_node_cmd("-p", f"model_config:={LIGHT_CONFIG}", "-p", "device:=cpu",
+                                   "-p", f"weights:={missing}"),
+                         env=_env(), capture_output=True, text=True, timeout=EXIT_DEADLINE_S * 2,
+                         cwd=str(tmp_path))
+    assert res.returncode != 0
+    assert "weights" in res.stderr and str(missing) in res.stderr, res.stderr
+
+
+def test_compressed_transport(ctx: Any, tmp_path: Path) -> None:
+    """image_transport compressed: CompressedImage (png) on image/compressed is processed.
+    Also: the shipped config/hands.yaml loads, and use_sim_time does not break the node."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    node = NodeProcess(tmp_path, *_light_params("image_transport:=compressed",
+                                                "publish_debug_image:=false",
+                                                "use_sim_time:=true"),
+                       params_file=ROOT / "config" / "hands.yaml")
+    probe = Probe(ctx, ReliabilityPolicy.BEST_EFFORT)
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pub = probe.node.create_publisher(CompressedImage, "image/compressed", qos)
+    ok, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (H, W, 3), np.uint8))
+    assert ok
+
+    def send() -> None:
+        raw = probe.image()
+        msg = CompressedImage(header=raw.header, format="png", data=png.tobytes())
+        probe.pub_info.publish(probe.camera_info())
+        pub.publish(msg)
+        probe.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.monotonic()
+
+    try:
+        assert probe.spin_until(lambda: bool(probe.mine(probe.hands)), STARTUP_DEADLINE_S,
+                                every=send), node.output()[-3000:]
+        _check_hands(probe.mine(probe.hands)[-1], probe)
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.output()[-3000:]
+
+
+def test_fast_marker_serialisation_matches_rclpy() -> None:
+    """The CDR fast path of the markers reads back (rclpy) as the rclpy-built MarkerArray."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from std_msgs.msg import Header
+
+    from dir_ros.predictor import FrameResult, HandsResult
+    from dir_ros.geometry import full_frame_box
+    from dir_ros.ros.markers import FastMarkerSerializer, frame_markers
+
+    rng = np.random.default_rng(0)
+    left = HandsResult.invalid("left", rng.integers(0, 30, (40, 3)), 30)
+    left.valid = True
+    left.vertices, left.joints = rng.normal(size=(30, 3)), rng.normal(size=(21, 3))
+    right = HandsResult.invalid("right", rng.integers(0, 30, (40, 3)), 30)  # invalid: DELETE
+    result = FrameResult(left, right, full_frame_box(W, H))
+    header = Header(frame_id=FRAME)
+    header.stamp.sec, header.stamp.nanosec = 7, 8
+    fast = FastMarkerSerializer()
+    assert fast.enabled
+    data = fast(result, header)
+    assert isinstance(data, bytes)
+    slow = serialize_message(frame_markers(result, header))
+    assert deserialize_message(data, MarkerArray) == deserialize_message(slow, MarkerArray)
+    assert len(deserialize_message(data, MarkerArray).markers[0].points) == 120
