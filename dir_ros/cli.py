@@ -15,6 +15,8 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 PROG = "dir-ros"
+# The node's shipped params file: eval-bag scores what the node would publish.
+DEFAULT_PREDICTOR_CONFIG = "config/hands.yaml"
 DEFAULT_OUT_DIR = "dir_ros_eval"  # eval-bag output folder (relative to the working directory)
 # A recorded receive time minus header stamp beyond this is not a latency (clock mismatch,
 # e.g. wall-clock recording of a replayed bag without --use-sim-time).
@@ -170,11 +172,8 @@ def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
     return out
 
 
-def load_predictor(config: str | None) -> Predictor:
+def load_predictor(config: str) -> Predictor:
     """dir_ros.predictor.HandsPredictor from a config (imported lazily: torch is heavy)."""
-    if not config:
-        raise ValueError("eval-bag needs --config CONFIG.yaml (the predictor's config, e.g. the node's "
-                         "config/hands.yaml) or --predictions OUT_BAG (a recording of the live node)")
     try:
         from .predictor import HandsPredictor
     except ImportError as err:
@@ -331,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("bag", type=Path, help="reference bag (images, camera_info, optionally /hands/gt)")
     ev.add_argument("--predictions", type=Path, default=None, metavar="OUT_BAG",
                     help="bag recorded from the live node (TwoHandMesh on --hands-topic)")
-    ev.add_argument("--config", default=None, help="predictor config YAML (default mode only)")
+    ev.add_argument("--config", default=DEFAULT_PREDICTOR_CONFIG,
+                    help="predictor config YAML, e.g. the node's params file (default mode only; "
+                         "default: %(default)s, the node's own defaults)")
     ev.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), help="output folder (default: %(default)s)")
     ev.add_argument("--image-topic", default=None, help="image topic (default: /camera/image_raw[/compressed])")
     ev.add_argument("--info-topic", default=None, help="camera_info topic (default: /camera/camera_info)")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import _compat_pickle
 import functools
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -22,6 +21,8 @@ import numpy as np
 import scipy.sparse
 import torch
 from smplx.lbs import batch_rodrigues, lbs
+
+from dir_ros.resources import find_resource, package_root
 
 __all__ = [
     "NUM_KEYPOINTS", "NUM_JOINTS", "NUM_BETAS", "NUM_POSE_COMPS", "NUM_PARAMS", "SIDES",
@@ -74,7 +75,6 @@ _REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "kintree
 _NORMALISE_EPS = 1e-8
 _MODEL_FILES = {"left": "MANO_LEFT.pkl", "right": "MANO_RIGHT.pkl"}
 _OPEN_HAND_SUBDIR = ("weights", "open_hand")
-_PACKAGE_NAME = "dir_ros"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,13 +489,5 @@ def build_hand_layers(folder: Union[str, Path, None] = None,
 
 def open_hand_dir() -> Path:
     """Folder of the bundled open hand model (source tree, or share/dir_ros when installed)."""
-    pkg_dir = Path(__file__).resolve().parent
-    candidates = [pkg_dir.parent.joinpath(*_OPEN_HAND_SUBDIR)]  # source checkout
-    # ament_python install: <prefix>/lib/pythonX.Y/site-packages/dir_ros -> <prefix>/share/dir_ros
-    for base in (pkg_dir.parents[3] if len(pkg_dir.parents) > 3 else None, Path(sys.prefix)):
-        if base is not None:
-            candidates.append(base.joinpath("share", _PACKAGE_NAME, *_OPEN_HAND_SUBDIR))
-    for cand in candidates:
-        if cand.is_dir():
-            return cand
-    return candidates[0]
+    rel = Path(*_OPEN_HAND_SUBDIR)
+    return find_resource(rel, Path.is_dir) or package_root() / rel

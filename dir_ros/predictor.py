@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence, Union
 
 import numpy as np
+
+from dir_ros.resources import resolve_resource
 
 from dir_ros import geometry as geo
 
@@ -46,7 +47,6 @@ RAW_ENCODINGS: dict[str, tuple[int, Optional[str]]] = {
     "8UC3": (3, "COLOR_BGR2RGB"),  # OpenCV type names: BGR by OpenCV convention
     "8UC1": (1, "COLOR_GRAY2RGB"),
 }
-PACKAGE_NAME = "dir_ros"
 
 
 # --- results ----------------------------------------------------------------------------
@@ -267,31 +267,6 @@ class EmaSmoother:
 
 # --- resources ----------------------------------------------------------------------------
 
-def package_root() -> Path:
-    """The source checkout root (parent of this package)."""
-    return Path(__file__).resolve().parent.parent
-
-
-def resolve_resource(path: Union[str, Path]) -> Path:
-    """Find a package file given absolute, relative to cwd, to the source root or to
-    share/dir_ros of an ament prefix; returns the first that exists (else the input)."""
-    p = Path(os.path.expanduser(str(path)))
-    if p.is_absolute() or p.exists():
-        return p
-    candidates = [package_root() / p]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / PACKAGE_NAME / p)
-    # installed: <prefix>/lib/pythonX.Y/site-packages/dir_ros/predictor.py -> <prefix>/share
-    parents = Path(__file__).resolve().parents
-    if len(parents) > 4:
-        candidates.append(parents[4] / "share" / PACKAGE_NAME / p)
-    for c in candidates:
-        if c.exists():
-            return c
-    return p
-
-
 def _is_unset(value: Any) -> bool:
     """'' / None / 'none' / 'random' mean 'not given'."""
     return value is None or str(value).strip().lower() in ("", "none", "null", "random")
@@ -325,6 +300,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "depth_range": list(DEFAULT_DEPTH_RANGE),
     "seed": 0,
 }
+
+
+def ros_params_section(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """The `ros__parameters` of a ROS params file (any node key: `hands_node`, `/**`,
+    `/**/hands_node`, ...); a plain mapping without that nesting is returned as it is."""
+    for value in loaded.values():
+        if isinstance(value, Mapping) and "ros__parameters" in value:
+            return dict(value["ros__parameters"] or {})
+    return dict(loaded)
 
 
 class HandsPredictor:
@@ -363,11 +347,7 @@ class HandsPredictor:
 
         if not isinstance(config, Mapping):
             with open(resolve_resource(config), encoding="utf-8") as f:
-                loaded = yaml.safe_load(f) or {}
-            # accept a ROS params file too (hands_node: ros__parameters: ...)
-            if "hands_node" in loaded:
-                loaded = loaded["hands_node"].get("ros__parameters", {})
-            config = loaded
+                config = ros_params_section(yaml.safe_load(f) or {})
         unknown = set(config) - set(DEFAULT_CONFIG)
         if unknown:
             LOG.debug("predictor ignores config keys %s", sorted(unknown))

@@ -248,11 +248,12 @@ def test_bad_inputs_exit_nonzero_with_one_line(tmp_path: Path, capsys: pytest.Ca
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid choice: 'synthetic'" in err
-    # the default mode without a predictor config says what it needs
+    # the default mode with a predictor config that does not exist names it, on one line
     bag = tmp_path / "rec"
     write_hands_bag(bag, [])
-    assert main(["eval-bag", str(bag), "--no-progress"]) != 0
-    assert "--config" in capsys.readouterr().err
+    assert main(["eval-bag", str(bag), "--config", str(tmp_path / "nope.yaml"), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.yaml" in err
 
 
 def test_eval_bag_with_the_real_predictor(dataset: Path, tmp_path: Path) -> None:

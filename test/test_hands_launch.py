@@ -44,7 +44,7 @@ def _launch_file() -> str:
 def _params_file() -> str:
     """A params file: the shipped defaults with the light model, cpu, min_confidence 0."""
     light = ROOT / "config" / "model" / "dir_light.yaml"
-    text = ("hands_node:\n  ros__parameters:\n"
+    text = ("/**/hands_node:\n  ros__parameters:\n"
             f"    model_config: \"{light if light.is_file() else 'config/model/dir_light.yaml'}\"\n"
             "    device: \"cpu\"\n    min_confidence: 0.0\n")
     fd, path = tempfile.mkstemp(suffix=".yaml", prefix="hands_launch_")

@@ -1,7 +1,6 @@
 """Tests of dir_ros.predictor: decoding, cropping, predict() with a stub and the light model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,6 +11,7 @@ import torch
 from dir_ros import geometry as geo
 from dir_ros import predictor as P
 from dir_ros.hands_msg import fields_to_result, result_to_fields
+from dir_ros.model.outputs import DIROutput, HandPrediction, LevelOutput
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
@@ -119,37 +119,6 @@ class _StubLayer(torch.nn.Module):
         return SimpleNamespace(rotmats=torch.eye(3).expand(b, 16, 3, 3).clone())
 
 
-@dataclass
-class _Hand:
-    """HandPrediction stand-in (contract fields)."""
-
-    joints_uv: torch.Tensor
-    verts_uv: torch.Tensor
-    joints_xyz: torch.Tensor
-    verts_xyz: torch.Tensor
-    camera: torch.Tensor
-    params: torch.Tensor
-
-
-@dataclass
-class _Level:
-    """LevelOutput stand-in."""
-
-    left: _Hand
-    right: _Hand
-
-    def hand(self, side: str) -> _Hand:
-        return getattr(self, side)
-
-
-@dataclass
-class _Out:
-    """DIROutput stand-in."""
-
-    final: _Level
-    seg: torch.Tensor
-
-
 class _StubDIR(torch.nn.Module):
     """Returns fixed hands with weak-perspective camera (s, tx, ty) and a seg map."""
 
@@ -171,17 +140,17 @@ class _StubDIR(torch.nn.Module):
         b = x.shape[0]
         cam = self.camera.expand(b, 3)
 
-        def hand() -> _Hand:
+        def hand() -> HandPrediction:
             j, v = self.joints.expand(b, 21, 3), self.verts.expand(b, 10, 3)
             params = torch.zeros(b, 64)
             params[:, 61:] = cam
-            return _Hand(joints_uv=cam[:, None, :1] * j[..., :2] + cam[:, None, 1:],
+            return HandPrediction(joints_uv=cam[:, None, :1] * j[..., :2] + cam[:, None, 1:],
                                   verts_uv=cam[:, None, :1] * v[..., :2] + cam[:, None, 1:],
                                   joints_xyz=j, verts_xyz=v, camera=cam, params=params)
 
         seg = torch.zeros(b, 3, 8, 8)
         seg[:, 1] = 10.0  # "left" everywhere: left confidence ~1, right ~0
-        return _Out(_Level(hand(), hand()), seg=seg)
+        return DIROutput([LevelOutput(hand(), hand(), offset=torch.zeros(b, 3))], seg=seg)
 
 
 def test_predict_stub_metric_placement_and_confidence() -> None:

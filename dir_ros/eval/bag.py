@@ -14,8 +14,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from dir_ros.resources import find_resource
+
 from .dataset import DatasetFrame, GtHand
-from .metrics import NUM_KEYPOINTS, SIDES, FrameSample, HandSample, project
+from .metrics import NUM_KEYPOINTS, FrameSample, HandSample, project
 
 PACKAGE = "dir_ros"
 MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order
@@ -48,37 +50,19 @@ class BagError(ValueError):
 # Message definitions
 
 
-def _msg_dir_candidates() -> list[Path]:
-    """Places the package's msg/ folder can be, most specific first."""
-    cands: list[Path] = []
-    env = os.environ.get("DIR_ROS_MSG_DIR")
-    if env:
-        cands.append(Path(env))
-    here = Path(__file__).resolve()
-    # source tree: <repo>/dir_ros/eval/bag.py -> <repo>/msg
-    cands.append(here.parents[2] / "msg")
-    try:  # installed ROS package: <prefix>/share/dir_ros/msg
-        from ament_index_python.packages import get_package_share_directory
-
-        cands.append(Path(get_package_share_directory(PACKAGE)) / "msg")
-    except Exception:  # noqa: BLE001 - ament_index absent or package not on AMENT_PREFIX_PATH
-        pass
-    # installed without ament_index: walk up to a prefix holding share/dir_ros/msg
-    for parent in here.parents:
-        cands.append(parent / "share" / PACKAGE / "msg")
-    cands.append(Path(sys.prefix) / "share" / PACKAGE / "msg")
-    return cands
-
-
 def find_msg_dir() -> Path:
     """The folder holding HandMesh.msg and TwoHandMesh.msg (env DIR_ROS_MSG_DIR overrides)."""
-    for cand in _msg_dir_candidates():
-        if all((cand / f"{n}.msg").is_file() for n in MSG_NAMES):
-            return cand
-    raise BagError(
-        "cannot find dir_ros msg/HandMesh.msg and msg/TwoHandMesh.msg "
-        "(set DIR_ROS_MSG_DIR to the package's msg folder)"
-    )
+    def has_messages(folder: Path) -> bool:
+        return all((folder / f"{n}.msg").is_file() for n in MSG_NAMES)
+
+    env = os.environ.get("DIR_ROS_MSG_DIR")
+    found = Path(env) if env and has_messages(Path(env)) else find_resource("msg", has_messages)
+    if found is None:
+        raise BagError(
+            "cannot find dir_ros msg/HandMesh.msg and msg/TwoHandMesh.msg "
+            "(set DIR_ROS_MSG_DIR to the package's msg folder)"
+        )
+    return found
 
 
 def make_typestore() -> Any:

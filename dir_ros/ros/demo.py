@@ -124,13 +124,10 @@ def node_params(params_file: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """The node's ros__parameters from a hands.yaml-style file, with `overrides` applied."""
     import yaml
 
+    from dir_ros.predictor import ros_params_section
+
     with open(params_file, encoding="utf-8") as f:
-        loaded = yaml.safe_load(f) or {}
-    for key in ("hands_node", "/**"):
-        if key in loaded:
-            loaded = loaded[key]
-            break
-    params = dict(loaded.get("ros__parameters", {}))
+        params = ros_params_section(yaml.safe_load(f) or {})
     params.update(overrides)
     return params
 
