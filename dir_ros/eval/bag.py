@@ -14,10 +14,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from dir_ros.geometry import axis_angle_to_quat, project_points
 from dir_ros.resources import find_resource
 
 from .dataset import DatasetFrame, GtHand
-from .metrics import NUM_KEYPOINTS, FrameSample, HandSample, project
+from .metrics import NUM_KEYPOINTS, FrameSample, HandSample
 
 PACKAGE = "dir_ros"
 MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order
@@ -132,15 +133,6 @@ def camera_info_msg(store: Any, stamp_ns: int, frame_id: str, K: np.ndarray, wid
     )
 
 
-def _axis_angle_to_quat_xyzw(rotvec: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x,y,z,w) of an axis-angle vector (3,) rad."""
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return np.array([0.0, 0.0, 0.0, 1.0])
-    axis = rotvec / angle
-    return np.concatenate([axis * np.sin(angle / 2), [np.cos(angle / 2)]])
-
-
 def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
                   confidence: float = 1.0, metric: bool = True) -> Any:
     """dir_ros/HandMesh from one hand (invalid hands: zeros, `valid` false)."""
@@ -158,10 +150,11 @@ def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
                  shape=np.zeros(SHAPE_DIM, np.float32), keypoints_2d=np.zeros(2 * NUM_KEYPOINTS, np.float32))
     j = np.asarray(hand.joints, float).reshape(NUM_KEYPOINTS, 3)
     pose = np.zeros(POSE_DIM) if hand.pose is None else np.asarray(hand.pose, float)
-    q = _axis_angle_to_quat_xyzw(pose[:3]) if hand.pose is not None else np.array([0.0, 0.0, 0.0, 1.0])
+    q = axis_angle_to_quat(pose[:3]) if hand.pose is not None else np.array([0.0, 0.0, 0.0, 1.0])
     kp2d = np.zeros((NUM_KEYPOINTS, 2))
     if K is not None and metric:
-        kp2d = np.nan_to_num(project(j[None], K)[0])
+        # keypoints_2d convention of the message (and the node): origin at the pixel corner
+        kp2d = np.nan_to_num(project_points(j, K))
     return H(
         side=side_id, valid=True, confidence=float(confidence),
         wrist_pose=Pose(position=Point(x=float(j[0, 0]), y=float(j[0, 1]), z=float(j[0, 2])),
@@ -190,30 +183,13 @@ def two_hand_msg(store: Any, stamp_ns: int, frame_id: str, hands: dict[str, GtHa
 
 
 def decode_image(msg: Any) -> np.ndarray:
-    """(H,W,3) uint8 RGB from sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8) or CompressedImage."""
-    import cv2
+    """(H,W,3) uint8 RGB from a sensor_msgs/Image or CompressedImage, with the predictor's
+    decoders (the node decodes the same way); ValueError names what is wrong."""
+    from dir_ros.predictor import decode_compressed, decode_image as decode_raw
 
     if hasattr(msg, "format"):  # CompressedImage
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise BagError(f"cannot decode compressed image (format {msg.format!r})")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
-    enc = msg.encoding.lower()
-    if enc not in channels:
-        raise BagError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(channels)})")
-    c = channels[enc]
-    data = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    img = data[:, : msg.width * c].reshape(msg.height, msg.width, c)
-    if enc == "rgb8":
-        return img.copy()
-    if enc == "bgr8":
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if enc == "mono8":
-        return cv2.cvtColor(img[..., 0], cv2.COLOR_GRAY2RGB)
-    if enc == "rgba8":
-        return cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return decode_compressed(msg.data, msg.format)
+    return decode_raw(msg.data, msg.width, msg.height, msg.encoding, msg.step)
 
 
 def K_from_camera_info(msg: Any) -> np.ndarray | None:
