@@ -267,7 +267,7 @@ class EmaSmoother:
 
 # --- resources ----------------------------------------------------------------------------
 
-def _is_unset(value: Any) -> bool:
+def is_unset(value: Any) -> bool:
     """'' / None / 'none' / 'random' mean 'not given'."""
     return value is None or str(value).strip().lower() in ("", "none", "null", "random")
 
@@ -357,7 +357,7 @@ class HandsPredictor:
         if not model_cfg_path.is_file():
             raise FileNotFoundError(f"model_config '{cfg['model_config']}' not found "
                                     f"(looked at {model_cfg_path})")
-        hand_dir = None if _is_unset(cfg["hand_model"]) else resolve_resource(cfg["hand_model"])
+        hand_dir = None if is_unset(cfg["hand_model"]) else resolve_resource(cfg["hand_model"])
         if hand_dir is not None and not hand_dir.is_dir():
             raise FileNotFoundError(f"hand_model folder '{cfg['hand_model']}' not found "
                                     f"(it must hold MANO_LEFT.pkl and MANO_RIGHT.pkl)")
@@ -366,7 +366,7 @@ class HandsPredictor:
 
         torch.manual_seed(int(cfg["seed"]))  # reproducible random init (no weights)
         model = build_dir(load_model_config(model_cfg_path), hand_model_dir=hand_dir)
-        if _is_unset(cfg["weights"]):
+        if is_unset(cfg["weights"]):
             msg = ("NO WEIGHTS GIVEN: the DIR network is RANDOMLY INITIALISED; its hands are "
                    "meaningless. Set `weights` to a trained checkpoint.")
             LOG.warning(msg)

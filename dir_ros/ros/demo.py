@@ -31,7 +31,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from dir_ros import geometry as geo
 
 # ---- defaults (every one documented; CLI flags override the tunable ones)
 # Assumed horizontal field of view of the uncalibrated sample images: a typical phone /
@@ -61,22 +60,13 @@ NODE_EXIT_TIMEOUT_S = 15.0  # SIGINT -> wait this long -> SIGKILL
 LOG_TAIL_LINES = 25  # lines of the node log printed on failure
 OUTPUT_QOS_DEPTH = 50  # demo subscriptions: keep every answer of a run
 TF_QOS_DEPTH = 100  # /tf as tf2_ros subscribes to it
-# Overlay drawing.
-SHIFT_BITS = 4  # cv2 sub-pixel drawing: coordinates scaled by 2**SHIFT_BITS
-MESH_FILL_ALPHA = 0.45  # opacity of the projected mesh layer
-MIN_DEPTH_M = 1e-3  # vertices nearer than this (or behind the camera) are not projected
-MAX_ABS_PX = 1e5  # projected coordinates beyond this are dropped (cv2 int overflow guard)
-BGR_COLOURS = {  # same hues as the RViz markers (dir_ros/ros/markers.py HAND_COLOURS), BGR
-    "left": (255, 140, 64),
-    "right": (51, 128, 255),
-}
+# Overlay text (the hands themselves are drawn by dir_ros.overlay).
 WARNING_BGR = (0, 0, 255)
 TEXT_WIDTH_PX_PER_SCALE = 1100.0  # cv2 font scale 1.0 per this many image pixels of width
 RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR network is "
                           "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
                           "yet (it only shows the pipeline working end to end).")
 EXIT_OK, EXIT_INPUT, EXIT_NODE, EXIT_INTERRUPTED = 0, 2, 3, 130
-UNSET_WEIGHTS = ("", "none", "null", "random")  # as dir_ros.predictor treats `weights`
 
 
 class DemoError(Exception):
@@ -333,64 +323,29 @@ def hand_arrays(hand: Any) -> dict[str, Any]:
     }
 
 
-def _cv_points(px: np.ndarray) -> np.ndarray:
-    """Corner-origin image pixels (...,2) -> cv2 fixed-point centre-origin int32 coordinates."""
-    return np.round((px - geo.HALF_PIXEL) * (1 << SHIFT_BITS)).astype(np.int32)
-
-
 def draw_overlay(bgr: np.ndarray, hands: dict[str, dict[str, Any]], K: np.ndarray,
                  random_weights: bool) -> np.ndarray:
     """Input image (H,W,3 BGR) with each valid hand's projected mesh, skeleton, keypoints
     and a text line (confidence, wrist xyz in m); left and right in different colours."""
     import cv2
 
-    from dir_ros.ros.markers import BONE_PARENTS
+    from dir_ros.overlay import LINE_PX_PER_THICKNESS, HandDrawing, colour, draw_hands
 
-    out = bgr.copy()
-    layer = bgr.copy()
+    drawings = [HandDrawing(side, hand["valid"], hand["metric"], hand["vertices"], hand["faces"],
+                            hand["keypoints_2d"]) for side, hand in hands.items()]
+    out = draw_hands(bgr, drawings, K, bgr=True)
     h, w = bgr.shape[:2]
-    for side, hand in hands.items():
-        if not hand["valid"] or not hand["metric"] or not len(hand["faces"]):
-            continue  # wrist-relative vertices cannot be projected
-        verts = hand["vertices"]
-        tris = hand["faces"][(hand["faces"] < len(verts)).all(axis=1)]
-        ok_v = np.isfinite(verts).all(axis=1) & (verts[:, 2] > MIN_DEPTH_M)
-        uv = np.zeros((len(verts), 2))
-        uv[ok_v] = geo.project_points(verts[ok_v], K)
-        ok_v &= (np.abs(uv) < MAX_ABS_PX).all(axis=1)
-        tris = tris[ok_v[tris].all(axis=1)]
-        if len(tris):
-            polys = list(_cv_points(uv)[tris])
-            cv2.fillPoly(layer, polys, BGR_COLOURS[side], cv2.LINE_AA, shift=SHIFT_BITS)
-            dark = tuple(int(c * 0.6) for c in BGR_COLOURS[side])
-            cv2.polylines(layer, polys, True, dark, 1, cv2.LINE_AA, shift=SHIFT_BITS)
-    out = cv2.addWeighted(layer, MESH_FILL_ALPHA, out, 1.0 - MESH_FILL_ALPHA, 0.0)
-    thickness = max(1, round(min(h, w) / 300))
-    for side, hand in hands.items():
-        if not hand["valid"]:
-            continue
-        kp = hand["keypoints_2d"]
-        if kp.shape != (21, 2) or not np.isfinite(kp).all() or (np.abs(kp) > MAX_ABS_PX).any():
-            continue
-        pts = _cv_points(kp)
-        for child, parent in enumerate(BONE_PARENTS, start=1):
-            cv2.line(out, tuple(pts[child]), tuple(pts[parent]), BGR_COLOURS[side],
-                     thickness + 1, cv2.LINE_AA, shift=SHIFT_BITS)
-        for p in pts:
-            cv2.circle(out, tuple(p), (thickness + 2) << SHIFT_BITS, (255, 255, 255), -1,
-                       cv2.LINE_AA, shift=SHIFT_BITS)
-            cv2.circle(out, tuple(p), (thickness + 2) << SHIFT_BITS, BGR_COLOURS[side],
-                       1, cv2.LINE_AA, shift=SHIFT_BITS)
-    lines = [(hand_text(side, hand), BGR_COLOURS[side]) for side, hand in hands.items()]
+    thickness = max(1, round(min(h, w) / LINE_PX_PER_THICKNESS))
+    lines = [(hand_text(side, hand), colour(side, bgr=True)) for side, hand in hands.items()]
     if random_weights:
         lines.append(("RANDOM WEIGHTS: geometry not meaningful yet", WARNING_BGR))
     scale = max(0.4, w / TEXT_WIDTH_PX_PER_SCALE)
     line_h = int(30 * scale) + 6
-    for i, (text, colour) in enumerate(lines):
+    for i, (text, text_colour) in enumerate(lines):
         org = (8, 8 + line_h * (i + 1) - 6)
         cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
                     thickness + 2, cv2.LINE_AA)
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, text_colour, thickness,
                     cv2.LINE_AA)
     return out
 
@@ -530,6 +485,8 @@ def run(args: argparse.Namespace) -> int:
     import yaml
     from tqdm import tqdm
 
+    from dir_ros.predictor import is_unset
+
     images = list_images(args.images)
     params_file = resolve_file(args.params, "node parameter file")
     model_config = resolve_file(args.model_config, "model config")
@@ -544,14 +501,14 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.weights is not None:
         overrides["weights"] = (str(resolve_file(args.weights, "weights file"))
-                                if args.weights.strip().lower() not in UNSET_WEIGHTS else "")
+                                if not is_unset(args.weights) else "")
     if args.device is not None:
         overrides["device"] = args.device
     params = node_params(params_file, overrides)
     weights = str(params.get("weights", "") or "")
-    if weights and weights.strip().lower() not in UNSET_WEIGHTS and not os.path.isabs(weights):
+    if not is_unset(weights) and not os.path.isabs(weights):
         params["weights"] = str(resolve_file(weights, "weights file"))
-    random_weights = weights.strip().lower() in UNSET_WEIGHTS
+    random_weights = is_unset(weights)
 
     try:
         import rclpy  # noqa: F401

@@ -22,13 +22,11 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from dir_ros.hand_model import BONE_PARENTS
+from dir_ros.overlay import HAND_COLOURS
 from dir_ros.predictor import FrameResult, HandsResult
 
-# Bone parents of keypoints 1..20 (contract keypoint order).
-BONE_PARENTS = (0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
-# RGB colours in 0..1 per hand (blue-ish left, orange right); mesh alpha per the interface.
-HAND_COLOURS = {"left": (0.25, 0.55, 1.0), "right": (1.0, 0.5, 0.2)}
-MESH_ALPHA = 0.8
+MESH_ALPHA = 0.8  # mesh opacity, as the interface proposes
 JOINT_DIAMETER_M = 0.008  # sphere size of the keypoints
 BONE_WIDTH_M = 0.003  # line width of the skeleton
 # Lifetime: a marker not refreshed within this many seconds disappears (e.g. node stopped).

@@ -345,7 +345,7 @@ class HandsNode(Node):
                 if transforms:
                     self.pub_tf.publish(self._TFMessage(transforms=transforms))
         if self.cfg["publish_debug_image"]:
-            self.pub_debug.publish(rgb_to_image(draw_debug(rgb, result), header))
+            self.pub_debug.publish(rgb_to_image(draw_debug(rgb, result, K), header))
         with self._lock:
             self.stats.processed += 1
             self.stats.latency_ms.append(1e3 * (time.monotonic() - t_recv))
@@ -403,27 +403,12 @@ class HandsNode(Node):
             self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
 
 
-def draw_debug(rgb: np.ndarray, result: P.FrameResult) -> np.ndarray:
-    """Input image with the crop box, keypoints and bones of valid hands drawn (RGB copy)."""
-    import cv2
+def draw_debug(rgb: np.ndarray, result: P.FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
+    """Input image with the crop box and each valid hand's projected mesh, bones and
+    keypoints drawn (RGB copy)."""
+    from dir_ros.overlay import draw_hands
 
-    from dir_ros.ros.markers import BONE_PARENTS, HAND_COLOURS
-
-    out = rgb.copy()
-    b = result.box
-    cv2.rectangle(out, (int(b.x0), int(b.y0)), (int(b.x0 + b.size), int(b.y0 + b.size)),
-                  (255, 255, 0), 1)
-    for hand in result.hands():
-        if not hand.valid:
-            continue
-        colour = tuple(int(255 * c) for c in HAND_COLOURS[hand.side])
-        kp = hand.keypoints_2d
-        for child, parent in enumerate(BONE_PARENTS, start=1):
-            cv2.line(out, tuple(int(v) for v in kp[child]), tuple(int(v) for v in kp[parent]),
-                     colour, 2, cv2.LINE_AA)
-        for p in kp:
-            cv2.circle(out, (int(p[0]), int(p[1])), 3, (255, 255, 255), -1, cv2.LINE_AA)
-    return out
+    return draw_hands(rgb, result.hands(), K, box=result.box)
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
