@@ -74,6 +74,10 @@ _REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "kintree
 # normal number where 1e-8 would underflow to zero (float16).
 _NORMALISE_EPS = 1e-8
 _MODEL_FILES = {"left": "MANO_LEFT.pkl", "right": "MANO_RIGHT.pkl"}
+# Total |left - right| over the x components of shapedirs (metres per unit beta, summed
+# over vertices and betas) below which the left file is taken to carry the right hand's
+# shape directions and its x components are negated (the release's threshold).
+SHAPEDIRS_BUG_TOLERANCE = 1.0
 _OPEN_HAND_SUBDIR = ("weights", "open_hand")
 
 
@@ -350,6 +354,16 @@ def load_mano_pickle(path: Union[str, Path], side: str) -> HandModelArrays:
     return _load_cached(str(path), st.st_mtime_ns, st.st_size, side)
 
 
+def _left_shapedirs_unmirrored(left: np.ndarray, right: np.ndarray) -> bool:
+    """The release's test for the left-shapedirs bug: the x components of the two sides'
+    shape directions agree to a total absolute difference below SHAPEDIRS_BUG_TOLERANCE
+    (a correctly mirrored pair differs there by twice their magnitude)."""
+    if left.shape != right.shape:
+        return False
+    diff = np.abs(left[:, 0, :].astype(np.float64) - right[:, 0, :].astype(np.float64)).sum()
+    return bool(diff < SHAPEDIRS_BUG_TOLERANCE)
+
+
 def load_hand_model(folder: Union[str, Path]) -> Dict[str, HandModelArrays]:
     """Load MANO_LEFT.pkl and MANO_RIGHT.pkl from `folder`, fixing the left shapedirs bug."""
     folder = Path(folder).expanduser()
@@ -361,8 +375,7 @@ def load_hand_model(folder: Union[str, Path]) -> Dict[str, HandModelArrays]:
                 f"hand model file not found: {folder / fname} (need {fname} for the {side} hand)")
     out = {side: load_mano_pickle(folder / fname, side) for side, fname in _MODEL_FILES.items()}
     left, right = out["left"], out["right"]
-    if left.shapedirs.shape == right.shapedirs.shape and \
-            np.array_equal(left.shapedirs, right.shapedirs):
+    if _left_shapedirs_unmirrored(left.shapedirs, right.shapedirs):
         # Known bug of the official MANO release: the left file carries the right shapedirs;
         # mirroring x (shapedirs[:, 0, :] *= -1) turns them into the left hand's.
         fixed = np.array(left.shapedirs)

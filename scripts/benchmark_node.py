@@ -5,6 +5,8 @@ Starts the node (light model config by default) in a subprocess, then
   1. latency: publishes one image at a time, waits for its TwoHandMesh; median / p95 / max;
   2. sustained rate: publishes at --flood-hz for --flood-s seconds; outputs per second
      (newest-frame-wins: the rest are dropped by the node, also reported).
+  3. baseline: HandsPredictor.predict() on the same image in this process (after the node
+     stops), so the node's transport + decode + publish overhead shows as a ratio.
 Prints figures only (no assertions). Needs the built messages (source install/setup.bash).
 
   python scripts/benchmark_node.py [--model-config config/model/dir_light.yaml]
@@ -25,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_DEADLINE_S = 120.0
 REPLY_DEADLINE_S = 3.0  # a frame without a reply by then counts as lost
+BASELINE_WARMUP = 3  # predict() calls before timing the in-process baseline
 
 
 def main() -> int:
@@ -159,7 +162,27 @@ def main() -> int:
             proc.kill()
         log.close()
         os.unlink(log.name)
+    base = predict_baseline(args, np.frombuffer(img.data, np.uint8).reshape(h, w, 3)[..., ::-1],
+                            np.asarray(info.k).reshape(3, 3))
+    print(f"baseline HandsPredictor.predict() in-process over {len(base)} frames: median "
+          f"{np.median(base):.1f} ms; node end-to-end / predict() = {np.median(a) / np.median(base):.2f}x")
     return 0
+
+
+def predict_baseline(args: argparse.Namespace, rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Wall times (ms) of predict() on `rgb` with the node's model settings, in this process."""
+    from dir_ros.predictor import HandsPredictor
+
+    pred = HandsPredictor.from_config({"model_config": args.model_config, "weights": args.weights,
+                                       "device": args.device, "min_confidence": 0.0})
+    for _ in range(BASELINE_WARMUP):
+        pred.predict(rgb, K)
+    times = []
+    for _ in range(args.frames):
+        t = time.perf_counter()
+        pred.predict(rgb, K)
+        times.append(1e3 * (time.perf_counter() - t))
+    return np.array(times)
 
 
 if __name__ == "__main__":

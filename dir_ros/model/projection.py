@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import torch
 
-# Squared bone length (feature px^2) below which a bone counts as zero-length: its
-# segment is treated as its parent point (the release divides by zero there).
+# Squared bone length (feature px^2) below which bone_geometry measures distances to the
+# bone's parent point instead of dividing by the length (also the floor of _safe_norm).
+# Bones of exactly zero length are dropped by bone_end_weights, as in the release.
 ZERO_LENGTH_EPS = 1e-12
 
 
@@ -59,18 +60,30 @@ def _safe_norm(x: torch.Tensor) -> torch.Tensor:
     return torch.where(sq > 0, sq.clamp_min(ZERO_LENGTH_EPS).sqrt(), torch.zeros_like(sq))
 
 
+def bone_has_length(points: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
+    """(B,K,1) bool: bone k's two end points differ (its length is not exactly 0)."""
+    pts = points.float()
+    child = torch.arange(1, len(parents) + 1, device=pts.device)
+    par = torch.as_tensor(list(parents), device=pts.device)
+    return (pts[:, child] != pts[:, par]).any(-1, keepdim=True)
+
+
 def bone_end_weights(points: torch.Tensor, grid: torch.Tensor, parents: Sequence[int],
                      distance: float) -> torch.Tensor:
     """Release weights (B,K,2,P) float32: [parent, child] = [1 - d_a/(d_a+d_b),
     1 - d_b/(d_a+d_b)] for cells whose distance to bone k is < distance, else 0.
-    A cell on both ends of a zero-length bone gets 0.5 / 0.5."""
+
+    A bone of exactly zero length paints nothing: the release normalises the bone
+    direction by its length, the 0/0 makes the segment distance NaN and its `< distance`
+    test false, so the whole plane stays 0. The same result is produced here without NaN.
+    """
     d_seg, d_a, d_b = bone_geometry(points, grid, parents)
     total = d_a + d_b
     pos = total > 0
     safe_total = torch.where(pos, total, torch.ones_like(total))
-    w_a = torch.where(pos, 1.0 - d_a / safe_total, torch.full_like(total, 0.5))
-    w_b = torch.where(pos, 1.0 - d_b / safe_total, torch.full_like(total, 0.5))
-    inside = (d_seg < distance).to(w_a.dtype)
+    w_a = torch.where(pos, 1.0 - d_a / safe_total, torch.zeros_like(total))
+    w_b = torch.where(pos, 1.0 - d_b / safe_total, torch.zeros_like(total))
+    inside = ((d_seg < distance) & bone_has_length(points, parents)).to(w_a.dtype)
     return torch.stack([w_a * inside, w_b * inside], dim=2)
 
 

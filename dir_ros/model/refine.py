@@ -124,6 +124,14 @@ class RefineBlock(nn.Module):
             tokens.append((x + self.global_pos_emb(xyz + shift)).transpose(1, 2))
         return self.interaction(torch.cat(tokens, dim=1))
 
+    def embed_projected(self, feats: torch.Tensor) -> torch.Tensor:
+        """proj_feat_emb on (B,42,D) tokens, run once per hand as in the release: in
+        training mode its BatchNorm then normalises each hand with that hand's own batch
+        statistics (and updates the running statistics once per hand)."""
+        halves = feats.split(NUM_KEYPOINTS, dim=1)
+        return torch.cat([self.proj_feat_emb(h.transpose(1, 2)).transpose(1, 2)
+                          for h in halves], dim=1)
+
     def project(self, feats: torch.Tensor, level: LevelOutput) -> torch.Tensor | None:
         """Step 7: joint features (B,42,D) + new 2D joints -> fused map (B,C,S,S) | None."""
         if self.projection == "none":
@@ -131,7 +139,7 @@ class RefineBlock(nn.Module):
         b, s = feats.shape[0], self.size
         planes = []
         if self.projection != "multi_plane_heatmap":
-            feats = self.proj_feat_emb(feats.transpose(1, 2)).transpose(1, 2)
+            feats = self.embed_projected(feats)
         for i, side in enumerate(SIDES_ORDER):
             pts = uv_to_feature_px(level.hand(side).joints_uv, s)
             if self.projection == "multi_plane_heatmap":
