@@ -213,6 +213,29 @@ def test_left_shapedirs_fix(tmp_path):
     assert np.allclose(arrays2["left"].shapedirs, right["shapedirs"] * 0.5)
 
 
+def test_left_shapedirs_fix_uses_release_tolerance(tmp_path):
+    # The release flips the left x components when sum |left_x - right_x| < 1, whatever
+    # the y/z components hold; a near copy (re-saved, rounded file) still gets fixed.
+    right = _mano_like(4)
+    near = np.array(right["shapedirs"])
+    near[:, 0] += 0.9 / near[:, 0].size  # total |dx| = 0.9 < 1
+    near[:, 1] *= 2.0  # y components play no part in the test
+    fixed = hm.load_hand_model(_write_folder(tmp_path / "near", dict(right, shapedirs=near),
+                                             right))["left"].shapedirs
+    assert np.allclose(fixed[:, 0], -near[:, 0]) and np.allclose(fixed[:, 1:], near[:, 1:])
+    far = np.array(right["shapedirs"])
+    far[:, 0] += 1.1 / far[:, 0].size  # total |dx| = 1.1 >= 1: left as it is
+    kept = hm.load_hand_model(_write_folder(tmp_path / "far", dict(right, shapedirs=far),
+                                            right))["left"].shapedirs
+    assert np.allclose(kept, far)
+    # a properly mirrored pair (official-style left) is never flipped
+    mirrored = np.array(right["shapedirs"])
+    mirrored[:, 0] *= -1
+    kept = hm.load_hand_model(_write_folder(tmp_path / "mirror", dict(
+        right, shapedirs=mirrored), right))["left"].shapedirs
+    assert np.allclose(kept, mirrored)
+
+
 # ---------------------------------------------------------------------------------------------
 # Restricted unpickler
 # ---------------------------------------------------------------------------------------------

@@ -166,10 +166,12 @@ def test_fast_projection_equals_reference():
     pts[1, 5] = torch.tensor([2.5, 3.5])  # a joint exactly on a cell centre
     pts[1, 6] = torch.tensor([2.5, 3.5])  # and a zero-length bone on it
     feats = torch.randn(b, 21, c, generator=gen)
-    w = bone_end_weights(pts, make_grid(size), BONE_PARENTS, distance=2.0)
+    # 2.1, not 2: a joint on a cell centre has cells at exactly 2 px, where the two
+    # formulations of the band test may round to different sides
+    w = bone_end_weights(pts, make_grid(size), BONE_PARENTS, distance=2.1)
     fast = project_bone_features(feats, w, BONE_PARENTS)
     ref = _reference_planes(pts.double().numpy(), feats.double().numpy(), size, BONE_PARENTS,
-                            2.0)
+                            2.1)
     assert np.allclose(fast.numpy(), ref, atol=1e-5)
     assert (fast != 0).any() and (fast == 0).any()
     assert (fast[0, 3] == 0).all() and (fast[1, 5] == 0).all()  # the zero-length bones
@@ -209,3 +211,32 @@ def test_resnet_stage_shapes(depth, channels):
     keys = net.state_dict().keys()
     assert "layer1.0.conv1.weight" in keys and "fc.weight" in keys
     assert ("layer1.0.downsample.0.weight" in keys) == (depth == 50)
+
+
+# ----------------------------------------------------------------------------- refine block
+def test_projection_embedding_runs_once_per_hand():
+    from dir_ros.hand_model import HandLayer
+    from dir_ros.model.refine import RefineBlock
+    from dir_ros.model.synthetic import synthetic_hand_model
+
+    arrays = synthetic_hand_model(num_verts=100, num_faces=50)
+    layers = {side: HandLayer(a) for side, a in arrays.items()}
+    torch.manual_seed(0)
+    block = RefineBlock(4, 8, layers, distance=1.0, joint_channels=8, token_channels=4).train()
+    emb = block.proj_feat_emb
+    bn = emb[1]
+    feats = torch.randn(3, 42, 4)
+    with torch.no_grad():
+        out = block.embed_projected(feats)
+        # training-mode BatchNorm sees one hand at a time: the left half does not depend
+        # on the right hand's tokens ...
+        other = feats.clone()
+        other[:, 21:] = other[:, 21:] * 5 + 3
+        assert torch.allclose(block.embed_projected(other)[:, :21], out[:, :21], atol=1e-6)
+        # ... and the running mean took two updates, left then right (momentum 0.1)
+        bn.reset_running_stats()
+        block.embed_projected(feats)
+        conv = emb[0]
+        m_left = conv(feats[:, :21].transpose(1, 2)).mean((0, 2))
+        m_right = conv(feats[:, 21:].transpose(1, 2)).mean((0, 2))
+        assert torch.allclose(bn.running_mean, 0.9 * 0.1 * m_left + 0.1 * m_right, atol=1e-6)
