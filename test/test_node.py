@@ -340,6 +340,15 @@ def test_missing_weights_clear_error(tmp_path: Path) -> None:
                          cwd=str(tmp_path))
     assert res.returncode != 0
     assert "weights" in res.stderr and str(missing) in res.stderr, res.stderr
+    # a file that is not a checkpoint: refused in one line naming it, no traceback
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    res = subprocess.run(_node_cmd("-p", f"model_config:={LIGHT_CONFIG}", "-p", "device:=cpu",
+                                   "-p", f"weights:={corrupt}"),
+                         env=_env(), capture_output=True, text=True, timeout=EXIT_DEADLINE_S * 2,
+                         cwd=str(tmp_path))
+    assert res.returncode != 0
+    assert str(corrupt) in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
 def test_compressed_transport(ctx: Any, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
 from __future__ import annotations
 
 import collections
+import pickle
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from dir_ros import predictor as P
+from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
 
 NODE_NAME = "hands_node"
@@ -163,7 +165,8 @@ class HandsNode(Node):
                 {k: cfg[k] for k in ("weights", "model_config", "hand_model", "device",
                                      "precision", "min_confidence", "crop")}
                 | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
-        except (FileNotFoundError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
+                HandModelError) as e:  # unreadable weights / hand model: a one-line refusal
             raise ConfigError(str(e)) from e
         self.smoother: Optional[P.EmaSmoother] = self._make_smoother(cfg)
         self.cfg = cfg  # from here on the set-parameters callback applies changes
