@@ -105,15 +105,20 @@ def warp_crop(image: np.ndarray, box: CropBox, out_size: int, border_value: int 
     """Crop + resize image (H,W,C) uint8 to (out_size,out_size,C); outside pixels = border."""
     import cv2  # local import: keeps geometry importable for pure-math users
 
-    a = crop_affine(box, out_size)
+    # Shrinking a lot: warpAffine ignores INTER_AREA (it samples bilinearly, which aliases),
+    # so warp (linearly, at most 2x shrink) to an integer multiple of out_size, then
+    # box-average down with cv2.resize INTER_AREA (corner-aligned: the same affine overall).
+    factor = 2 * int(box.size // (2 * out_size)) if box.size > 2 * out_size else 1
+    warp_size = out_size * factor
+    a = crop_affine(box, warp_size)
     # cv2.warpAffine uses centre-origin pixels: shift in and out by half a pixel.
     a_cv = a.copy()
     a_cv[:, 2] += a[:, :2] @ np.array([HALF_PIXEL, HALF_PIXEL]) - HALF_PIXEL
-    # Area-like filtering when shrinking a lot keeps aliasing down; linear otherwise.
-    interp = cv2.INTER_AREA if box.size > 2 * out_size else cv2.INTER_LINEAR
     out = cv2.warpAffine(
-        image, a_cv, (out_size, out_size), flags=interp,
+        image, a_cv, (warp_size, warp_size), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=(border_value,) * 4)
+    if factor > 1:
+        out = cv2.resize(out, (out_size, out_size), interpolation=cv2.INTER_AREA)
     if out.ndim == 2 and image.ndim == 3:
         out = out[..., None]
     return out

@@ -143,3 +143,23 @@ def test_rotation_conversions() -> None:
     # xyzw: 90 deg about z
     assert np.allclose(g.axis_angle_to_quat(np.array([0, 0, np.pi / 2])),
                        [0, 0, np.sqrt(0.5), np.sqrt(0.5)])
+
+
+def test_warp_crop_area_filters_a_large_shrink() -> None:
+    """Shrinking 4x box-averages (no aliasing): per-pixel noise averages out, a flat
+    region keeps its value, and the geometry is the same affine as without filtering."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    crop = g.warp_crop(img, g.full_frame_box(1024, 1024), 256)
+    assert crop.shape == (256, 256, 3)
+    # mean of 16 uniform pixels: std about 74 / 4 = 18; bilinear point sampling: about 50
+    assert crop.astype(float).std() < 25.0
+    # exact 4x4 block averages for an axis-aligned 4x shrink
+    blocks = img.reshape(256, 4, 256, 4, 3).astype(float).mean(axis=(1, 3))
+    assert np.abs(crop.astype(float) - blocks).max() <= 1.0
+    # a bright 8x8 square keeps its place: crop pixels (25..26, 50..51) <- image 100..107, 200..207
+    img = np.zeros((1024, 1024, 1), np.uint8)
+    img[100:108, 200:208] = 255
+    crop = g.warp_crop(img, g.full_frame_box(1024, 1024), 256)
+    assert crop.shape == (256, 256, 1)
+    assert (crop[25:27, 50:52, 0] == 255).all() and crop.sum() == 4 * 255

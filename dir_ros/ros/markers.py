@@ -29,8 +29,10 @@ from dir_ros.predictor import FrameResult, HandsResult
 MESH_ALPHA = 0.8  # mesh opacity, as the interface proposes
 JOINT_DIAMETER_M = 0.008  # sphere size of the keypoints
 BONE_WIDTH_M = 0.003  # line width of the skeleton
-# Lifetime: a marker not refreshed within this many seconds disappears (e.g. node stopped).
-LIFETIME_S = 0.5
+# A marker not refreshed within this many seconds disappears (e.g. the node stopped).
+# Longer than a frame of the release network on a CPU (0.4-0.6 s) so meshes do not
+# flicker between frames; a hand that is lost is removed at once by an explicit DELETE.
+LIFETIME_S = 2.0
 MARKER_ID = 0  # one marker per namespace
 _NS_PER_S = 1_000_000_000
 

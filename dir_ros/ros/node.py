@@ -151,8 +151,8 @@ class HandsNode(Node):
         self._mailbox: Optional[tuple[Any, float]] = None
         self._stop = threading.Event()
         self.stats = Stats()
-        self._K: Optional[np.ndarray] = None
-        self._K_size: tuple[int, int] = (0, 0)
+        # (K, CameraInfo size, roi (x, y, w, h)) of the latest CameraInfo, swapped as one tuple
+        self._camera: Optional[tuple[np.ndarray, tuple[int, int], tuple[int, int, int, int]]] = None
         self._warned: set[str] = set()
         self.cfg: Optional[dict[str, Any]] = None
         self._declare()
@@ -267,10 +267,19 @@ class HandsNode(Node):
             self.get_logger().warning("fast marker serialisation unavailable for this "
                                       "visualization_msgs/Marker layout: using the slow path")
 
+    @property
+    def _K(self) -> Optional[np.ndarray]:
+        """K of the latest usable CameraInfo (as sent), or None."""
+        cam = self._camera
+        return None if cam is None else cam[0]
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Cache the intrinsics of the latest CameraInfo."""
+        """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe)."""
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        self._K, self._K_size = (k if k[0, 0] > 0 else None), (msg.width, msg.height)
+        roi = msg.roi
+        self._camera = (k, (int(msg.width), int(msg.height)),
+                        (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))) \
+            if k[0, 0] > 0 else None
 
     def _on_image(self, msg: Any) -> None:
         """Newest frame wins: replace the mailbox content, count what gets dropped."""
@@ -324,13 +333,18 @@ class HandsNode(Node):
             self.get_logger().error(f"cannot decode image from {self._image_topic}: {e}",
                                     throttle_duration_sec=LOG_THROTTLE_S)
             return
-        K = self._K
-        if K is None:
+        cam = self._camera
+        K = None
+        if cam is None:
             self._warn_once("noK", "no camera_info yet: publishing wrist-relative hands "
                             "(metric false)")
-        elif self._K_size != (0, 0) and self._K_size != (rgb.shape[1], rgb.shape[0]):
-            self._warn_once("Ksize", f"camera_info is {self._K_size[0]}x{self._K_size[1]} but "
-                            f"the image is {rgb.shape[1]}x{rgb.shape[0]}: K used as is")
+        else:
+            K, info_size = intrinsics_for_image(cam[0], cam[1], (rgb.shape[1], rgb.shape[0]),
+                                                cam[2])
+            if info_size != (0, 0) and info_size != (rgb.shape[1], rgb.shape[0]):
+                self._warn_once("Ksize", f"camera_info is {info_size[0]}x{info_size[1]} but "
+                                f"the image is {rgb.shape[1]}x{rgb.shape[0]}: K scaled to the "
+                                f"image")
         result = self.predictor.predict(rgb, K)
         if self.smoother is not None:
             result = self.smoother(result)
@@ -404,6 +418,32 @@ class HandsNode(Node):
             self._lock.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
+
+
+def intrinsics_for_image(k: np.ndarray, info_size: tuple[int, int],
+                         image_size: tuple[int, int],
+                         roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+                         ) -> tuple[np.ndarray, tuple[int, int]]:
+    """K of a CameraInfo (size info_size = (width, height), roi (x, y, w, h) as in REP 104)
+    for an image of image_size: the roi crop, then a per-axis rescale when the sizes differ
+    (binning or a resized image; OpenCV K has pixel centres at integers). Returns (K, the
+    size K described before the rescale, (0, 0) when the CameraInfo gave none)."""
+    K = np.array(k, dtype=np.float64).reshape(3, 3)
+    size = (int(info_size[0]), int(info_size[1]))
+    x, y, w, h = (int(v) for v in roi)
+    if w > 0 and h > 0 and (w, h) != size:  # REP 104: K is of the full sensor, roi crops it
+        K[0, 2] -= x
+        K[1, 2] -= y
+        size = (w, h)
+    if 0 in size or size == tuple(image_size):
+        return K, size
+    sx, sy = image_size[0] / size[0], image_size[1] / size[1]
+    out = K.copy()
+    out[0, :2] *= sx
+    out[1, 1] *= sy
+    out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
+    out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+    return out, size
 
 
 def draw_debug(rgb: np.ndarray, result: P.FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
