@@ -13,7 +13,7 @@ from __future__ import annotations
 import _compat_pickle
 import functools
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -26,11 +26,12 @@ from dir_ros.resources import find_resource, package_root
 
 __all__ = [
     "NUM_KEYPOINTS", "NUM_JOINTS", "NUM_BETAS", "NUM_POSE_COMPS", "NUM_PARAMS", "SIDES",
+    "ROT6D_SLICE", "PCA_SLICE", "BETAS_SLICE", "CAMERA_SLICE",
     "MANO_TIP_VERTEX_IDS", "MANO_TO_KEYPOINT", "BONE_PARENTS", "MANO_PARENTS",
     "HandModelError", "HandModelFileNotFoundError", "HandModelKeyError", "UnsafePickleError",
     "HandModelArrays", "HandLayerOutput", "HandLayer",
-    "load_mano_pickle", "load_hand_model", "build_hand_layers", "rot6d_to_matrix",
-    "open_hand_dir",
+    "load_mano_pickle", "load_hand_model", "make_hand_layers", "build_hand_layers",
+    "rot6d_to_matrix", "unit_vectors", "open_hand_dir",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -42,6 +43,11 @@ NUM_BETAS = 10  # MANO shape coefficients
 NUM_POSE_COMPS = 45  # MANO finger-pose PCA coefficients (15 finger joints x 3 axis-angle)
 NUM_ROT6D = 6  # robust 6D root rotation
 NUM_PARAMS = 64  # DIR's per-hand parameter vector: 6 rot6d + 45 pca + 10 betas + 3 camera
+# Slices of the four parts inside the 64 parameters.
+ROT6D_SLICE = slice(0, NUM_ROT6D)
+PCA_SLICE = slice(ROT6D_SLICE.stop, ROT6D_SLICE.stop + NUM_POSE_COMPS)
+BETAS_SLICE = slice(PCA_SLICE.stop, PCA_SLICE.stop + NUM_BETAS)
+CAMERA_SLICE = slice(BETAS_SLICE.stop, NUM_PARAMS)
 _NUM_POSE_FEATURES = (NUM_JOINTS - 1) * 9  # 135 = posedirs basis size (15 joints x 3x3)
 SIDES = ("left", "right")
 
@@ -109,6 +115,13 @@ class UnsafePickleError(HandModelError, pickle.UnpicklingError):
 # ---------------------------------------------------------------------------------------------
 # Restricted unpickler
 # ---------------------------------------------------------------------------------------------
+def _merge_slotstate(state: Any) -> Any:
+    """Pickle BUILD state in its (dict, slotstate) form -> one dict; other forms unchanged."""
+    if isinstance(state, tuple) and len(state) == 2:
+        return {**(state[0] or {}), **(state[1] or {})}
+    return state
+
+
 class _ChumpyStandIn:
     """Stand-in for any chumpy class: keeps the pickled state, exposes the value as numpy."""
 
@@ -124,8 +137,7 @@ class _ChumpyStandIn:
         pass
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict, slotstate) form
-            state = {**(state[0] or {}), **(state[1] or {})}
+        state = _merge_slotstate(state)
         self._state = {**getattr(self, "_state", {}),
                        **(dict(state) if isinstance(state, dict) else {"x": state})}
 
@@ -149,9 +161,7 @@ class _SparseStandIn:
         self._state: Dict[str, Any] = {}
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:
-            state = {**(state[0] or {}), **(state[1] or {})}
-        self._state = dict(state)
+        self._state = dict(_merge_slotstate(state))
 
     def to_numpy(self) -> np.ndarray:
         """Dense ndarray of the matrix."""
@@ -273,9 +283,8 @@ def _check_shape(path: Path, key: str, arr: np.ndarray, shape: Tuple[Optional[in
 
 
 def _read_pickle(path: Path) -> Dict[str, Any]:
-    """Unpickle a MANO-format file with the restricted unpickler."""
-    if not path.is_file():
-        raise HandModelFileNotFoundError(f"hand model file not found: {path}")
+    """Unpickle a MANO-format file (checked to exist by load_mano_pickle) with the
+    restricted unpickler."""
     with open(path, "rb") as fh:
         try:
             data = _RestrictedUnpickler(fh, path).load()
@@ -336,11 +345,11 @@ def _load_cached(path_str: str, mtime_ns: int, size: int, side: str) -> HandMode
         v_template=v_template, shapedirs=shapedirs, posedirs=posedirs, J_regressor=j_reg,
         weights=weights, faces=faces, hands_mean=hands_mean, hands_components=comps,
         kintree_table=kintree, tip_ids=tip_ids, side=side)
-    for name in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "faces",
-                 "hands_mean", "hands_components", "kintree_table", "tip_ids"):
-        a = np.ascontiguousarray(getattr(out, name))
-        a.flags.writeable = False
-        setattr(out, name, a)
+    for f in fields(out):
+        if f.name != "side":
+            a = np.ascontiguousarray(getattr(out, f.name))
+            a.flags.writeable = False
+            setattr(out, f.name, a)
     return out
 
 
@@ -388,7 +397,7 @@ def load_hand_model(folder: Union[str, Path]) -> Dict[str, HandModelArrays]:
 # ---------------------------------------------------------------------------------------------
 # Rotation
 # ---------------------------------------------------------------------------------------------
-def _normalise(v: torch.Tensor) -> torch.Tensor:
+def unit_vectors(v: torch.Tensor) -> torch.Tensor:
     """Unit vectors along the last axis (zero vectors stay finite)."""
     eps = max(_NORMALISE_EPS, torch.finfo(v.dtype).tiny)
     return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
@@ -396,13 +405,13 @@ def _normalise(v: torch.Tensor) -> torch.Tensor:
 
 def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
     """Robust 6D -> rotation (...,6) -> (...,3,3): symmetric Gram-Schmidt, columns [x,y,z]."""
-    a = _normalise(x[..., 0:3])
-    b = _normalise(x[..., 3:6])
-    mid = _normalise(a + b)
-    orth = _normalise(a - b)
-    cx = _normalise(mid + orth)
-    cy = _normalise(mid - orth)
-    cz = _normalise(torch.cross(cx, cy, dim=-1))
+    a = unit_vectors(x[..., 0:3])
+    b = unit_vectors(x[..., 3:6])
+    mid = unit_vectors(a + b)
+    orth = unit_vectors(a - b)
+    cx = unit_vectors(mid + orth)
+    cy = unit_vectors(mid - orth)
+    cz = unit_vectors(torch.cross(cx, cy, dim=-1))
     return torch.stack([cx, cy, cz], dim=-1)
 
 
@@ -486,18 +495,23 @@ class HandLayer(torch.nn.Module):
 
     def forward_params(self, params: torch.Tensor) -> HandLayerOutput:
         """params (B,64) = [rot6d 0:6 | pca 6:51 | betas 51:61 | camera 61:64] -> output."""
-        a, b, c = NUM_ROT6D, NUM_ROT6D + NUM_POSE_COMPS, NUM_ROT6D + NUM_POSE_COMPS + NUM_BETAS
-        return self.forward(params[:, :a], params[:, a:b], params[:, b:c])
+        return self.forward(params[:, ROT6D_SLICE], params[:, PCA_SLICE], params[:, BETAS_SLICE])
 
     def extra_repr(self) -> str:
         return f"side={self.side}, num_verts={self.num_verts}, root_joint={self.root_joint}"
 
 
+def make_hand_layers(arrays: Dict[str, HandModelArrays],
+                     root_joint: int = 0) -> Dict[str, HandLayer]:
+    """Layers for both sides from loaded arrays (side -> HandModelArrays)."""
+    return {side: HandLayer(arrays[side], root_joint=root_joint) for side in SIDES}
+
+
 def build_hand_layers(folder: Union[str, Path, None] = None,
                       root_joint: int = 0) -> Dict[str, HandLayer]:
     """Layers for both sides from a MANO-format folder (default: the open hand model)."""
-    arrays = load_hand_model(open_hand_dir() if folder is None else folder)
-    return {side: HandLayer(arrays[side], root_joint=root_joint) for side in SIDES}
+    return make_hand_layers(load_hand_model(open_hand_dir() if folder is None else folder),
+                            root_joint)
 
 
 def open_hand_dir() -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image  # noqa: F401 (re-export)
-
 # Blocks per stage for each supported depth (He et al. 2016, table 1).
 RESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
     18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}

@@ -126,9 +126,9 @@ def load_release_checkpoint(model: nn.Module, path: str | Path | dict,
     if strict and not rep.ok:
         raise CheckpointMismatchError(rep)
     own = model.state_dict()
-    bad = {s.split(":")[0] for s in rep.mismatched}
+    # Network tensors that fit (shape mismatches were reported above).
     to_load = {k: v for k, v in state.items()
-               if k in own and not _is_hand_model_key(k) and k not in bad}
+               if k in own and not _is_hand_model_key(k) and v.shape == own[k].shape}
     model.load_state_dict(to_load, strict=False)
     rep.loaded = len(to_load)
     if rep.hand_model_differences:

@@ -45,7 +45,8 @@ def resolve_config(config: dict | str | Path | None) -> dict[str, Any]:
             over = yaml.safe_load(fh) or {}
     else:
         over = dict(config)
-    over = over.get("model", over) if isinstance(over.get("model"), dict) else over
+    if isinstance(over.get("model"), dict):  # a file with a top-level `model:` section
+        over = over["model"]
     unknown = sorted(set(over) - set(DEFAULT_CONFIG))
     if unknown:
         raise KeyError(f"unknown model config keys {unknown}; known: {sorted(DEFAULT_CONFIG)}")

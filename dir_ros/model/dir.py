@@ -20,14 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from dir_ros.hand_model import SIDES, HandLayer, HandModelArrays, load_hand_model, open_hand_dir
+from dir_ros.hand_model import (SIDES, HandLayer, HandModelArrays, load_hand_model,
+                                make_hand_layers, open_hand_dir)
 
 from .backbone import ResNet
 from .config import resolve_config
 from .decoder import Decoder
 from .init_regressor import InitRegressor
 from .losses import SEG_CLASS_WEIGHTS, DIRTarget, WeightedCrossEntropy, dir_losses
-from .outputs import DIROutput, HandPrediction, LevelOutput  # noqa: F401 (re-export)
+from .outputs import DIROutput
 
 
 class DIR(nn.Module):
@@ -39,17 +40,14 @@ class DIR(nn.Module):
         self.config = config
         self.input_size: int = int(config["input_size"])
         root = int(config["root_joint"])
-
-        def layers() -> dict[str, nn.Module]:
-            return {side: HandLayer(arrays[side], root_joint=root) for side in SIDES}
-
         self.backbone = ResNet(int(config["backbone"]["depth"]))
         chans = self.backbone.out_channels
-        self.init_regressor = InitRegressor(chans[3], layers())
+        self.init_regressor = InitRegressor(chans[3], make_hand_layers(arrays, root))
         tcfg = dict(config["transformer"])
         gcfg, pcfg = config["gcn"], config["projection"]
         self.decoder = Decoder(
-            chans, self.input_size, [layers() for _ in range(int(config["num_stages"]))],
+            chans, self.input_size,
+            [make_hand_layers(arrays, root) for _ in range(int(config["num_stages"]))],
             channels=int(config["decoder_channels"]), aux_heads=bool(config["aux_heads"]),
             distance_per_cell=float(pcfg["distance_per_cell"]),
             fusion_kernels=tuple(pcfg["fusion_kernels"]),

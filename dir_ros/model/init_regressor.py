@@ -6,7 +6,9 @@ import math
 import torch
 from torch import nn
 
-from .outputs import NUM_PARAMS, LevelOutput, hand_prediction
+from dir_ros.hand_model import NUM_PARAMS
+
+from .outputs import LevelOutput, hand_prediction
 
 # Added to the attention normaliser (release value) so an all-zero map cannot divide by 0.
 ATTENTION_EPS = 1e-8

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dir_ros.hand_model import SIDES, unit_vectors
+
 from .outputs import XYZ_SCALE, DIROutput, HandPrediction, LevelOutput
 
 # Threshold of the smooth-L1 variant: quadratic below |d| < 0.01, L1 above (release).
@@ -18,8 +20,6 @@ RELEASE_LOSS_WEIGHTS: dict[str, float] = {
     "seg_ce": 0.1, "seg_lovasz": 0.1, "dense": 1.0}
 # Cross-entropy class weights background / left / right (release; `seg_loss.weight`).
 SEG_CLASS_WEIGHTS = (0.1, 0.45, 0.45)
-# Guards normalisations of degenerate edges / faces.
-NORM_EPS = 1e-8
 
 
 @dataclass
@@ -91,17 +91,12 @@ def edge_length_loss(pred: torch.Tensor, gt: torch.Tensor, faces: torch.Tensor,
     return _masked_mean((lp - lg).abs(), valid)
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Unit vectors along the last axis (degenerate -> ~0)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS)
-
-
 def normal_consistency_loss(pred: torch.Tensor, gt: torch.Tensor, faces: torch.Tensor,
                             valid: torch.Tensor | None = None) -> torch.Tensor:
     """mean |<unit predicted edge, GT face normal>| over the 3 edges of every face."""
     f0, f1, f2 = faces[:, 0], faces[:, 1], faces[:, 2]
-    n = _unit(torch.cross(gt[:, f1] - gt[:, f0], gt[:, f2] - gt[:, f0], dim=-1))
-    cos = torch.stack([(_unit(pred[:, b] - pred[:, a]) * n).sum(-1).abs()
+    n = unit_vectors(torch.cross(gt[:, f1] - gt[:, f0], gt[:, f2] - gt[:, f0], dim=-1))
+    cos = torch.stack([(unit_vectors(pred[:, b] - pred[:, a]) * n).sum(-1).abs()
                        for a, b in ((f0, f1), (f1, f2), (f2, f0))], dim=-1)
     return _masked_mean(cos, valid)
 
@@ -137,20 +132,19 @@ def lovasz_softmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def level_losses(level: LevelOutput, target: DIRTarget, faces: dict[str, torch.Tensor]
                  ) -> dict[str, torch.Tensor]:
     """Unweighted per-level terms summed over both hands (xyz in units of 0.15 m)."""
-    terms: dict[str, torch.Tensor] = {k: 0.0 for k in  # type: ignore[misc]
-                                      ("joints_2d", "verts_2d", "joints_3d", "verts_3d",
-                                       "edge", "normal")}
-    for side in ("left", "right"):
+    terms: dict[str, torch.Tensor] = {}
+    for side in SIDES:
         p, t = level.hand(side), target.hand(side)
         pv, tv = p.verts_xyz.float() / XYZ_SCALE, t.verts_xyz.float() / XYZ_SCALE
-        terms["joints_2d"] = terms["joints_2d"] + smooth_l1(p.joints_uv, t.joints_uv, t.valid)
-        terms["verts_2d"] = terms["verts_2d"] + smooth_l1(p.verts_uv, t.verts_uv, t.valid)
-        terms["joints_3d"] = terms["joints_3d"] + smooth_l1(
-            p.joints_xyz / XYZ_SCALE, t.joints_xyz / XYZ_SCALE, t.valid)
-        terms["verts_3d"] = terms["verts_3d"] + smooth_l1(pv, tv, t.valid)
-        terms["edge"] = terms["edge"] + edge_length_loss(pv, tv, faces[side], t.valid)
-        terms["normal"] = terms["normal"] + normal_consistency_loss(pv, tv, faces[side],
-                                                                    t.valid)
+        side_terms = {
+            "joints_2d": smooth_l1(p.joints_uv, t.joints_uv, t.valid),
+            "verts_2d": smooth_l1(p.verts_uv, t.verts_uv, t.valid),
+            "joints_3d": smooth_l1(p.joints_xyz / XYZ_SCALE, t.joints_xyz / XYZ_SCALE, t.valid),
+            "verts_3d": smooth_l1(pv, tv, t.valid),
+            "edge": edge_length_loss(pv, tv, faces[side], t.valid),
+            "normal": normal_consistency_loss(pv, tv, faces[side], t.valid)}
+        for name, value in side_terms.items():
+            terms[name] = terms[name] + value if name in terms else value
     both = None
     if target.left.valid is not None and target.right.valid is not None:
         both = target.left.valid * target.right.valid

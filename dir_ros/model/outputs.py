@@ -6,10 +6,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-# Number of per-hand parameters: 6 rot6d + 45 PCA + 10 betas + 3 camera (release layout).
-NUM_PARAMS = 64
-# Slice of the weak-perspective camera (s, tx, ty) inside the 64 parameters.
-CAMERA_SLICE = slice(61, 64)
+from dir_ros.hand_model import CAMERA_SLICE  # (s, tx, ty) inside the 64 hand parameters
+
 # Metric normaliser of the release: root-relative xyz and the offset are divided by 0.15 m.
 XYZ_SCALE = 0.15
 

@@ -30,6 +30,14 @@ def uv_to_feature_px(uv: torch.Tensor, size: int) -> torch.Tensor:
     return (uv + 1.0) * (size / 2.0)
 
 
+def _bone_ends(parents: Sequence[int], device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tensors (K,) of each bone's parent point parents[k] and child point k + 1."""
+    par = torch.as_tensor(list(parents), device=device)
+    child = torch.arange(1, len(parents) + 1, device=device)
+    return par, child
+
+
 def bone_geometry(points: torch.Tensor, grid: torch.Tensor, parents: Sequence[int]
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Distances of each grid cell to each bone, computed in float32.
@@ -38,8 +46,7 @@ def bone_geometry(points: torch.Tensor, grid: torch.Tensor, parents: Sequence[in
     Returns d_seg (B,K,P) point-to-segment distance, d_a, d_b (B,K,P) to each end.
     """
     pts = points.float()
-    child = torch.arange(1, len(parents) + 1, device=pts.device)
-    par = torch.as_tensor(list(parents), device=pts.device)
+    par, child = _bone_ends(parents, pts.device)
     a, b = pts[:, par], pts[:, child]                       # (B,K,2)
     ab = b - a                                              # (B,K,2)
     ap = grid.float()[None, None] - a[:, :, None]           # (B,K,P,2)
@@ -63,8 +70,7 @@ def _safe_norm(x: torch.Tensor) -> torch.Tensor:
 def bone_has_length(points: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
     """(B,K,1) bool: bone k's two end points differ (its length is not exactly 0)."""
     pts = points.float()
-    child = torch.arange(1, len(parents) + 1, device=pts.device)
-    par = torch.as_tensor(list(parents), device=pts.device)
+    par, child = _bone_ends(parents, pts.device)
     return (pts[:, child] != pts[:, par]).any(-1, keepdim=True)
 
 
@@ -98,7 +104,6 @@ def project_bone_features(feats: torch.Tensor, weights: torch.Tensor,
                           parents: Sequence[int]) -> torch.Tensor:
     """Per-bone feature planes: feats (B,N,C) joint features, weights (B,K,2,P) from
     bone_end_weights -> (B,K,C,P) with plane[b,k,:,p] = w_a f[parent_k] + w_b f[child_k]."""
-    child = torch.arange(1, len(parents) + 1, device=feats.device)
-    par = torch.as_tensor(list(parents), device=feats.device)
+    par, child = _bone_ends(parents, feats.device)
     ends = torch.stack([feats[:, par], feats[:, child]], dim=2)        # (B,K,2,C)
     return torch.matmul(ends.transpose(2, 3), weights.to(feats.dtype))  # (B,K,C,P)

@@ -6,15 +6,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dir_ros.hand_model import BONE_PARENTS, NUM_KEYPOINTS
+from dir_ros.hand_model import BONE_PARENTS, NUM_KEYPOINTS, NUM_PARAMS, SIDES
 
 from .gcn import SkeletonGCN
-from .outputs import NUM_PARAMS, XYZ_SCALE, LevelOutput, hand_prediction
+from .outputs import XYZ_SCALE, LevelOutput, hand_prediction
 from .projection import (bone_end_weights, bone_tent_heatmaps, make_grid,
                          project_bone_features, uv_to_feature_px)
 from .transformer import Interaction
 
-SIDES_ORDER = ("left", "right")  # token / channel order: left hand first
 NUM_BONES = len(BONE_PARENTS)
 PROJECTION_MODES = ("none", "single_plane_feature", "multi_plane_heatmap",
                     "multi_plane_feature")
@@ -110,9 +109,9 @@ class RefineBlock(nn.Module):
         return 0 if self.projection == "none" else self.fusion[-1].out_channels
 
     def joint_features(self, feat: torch.Tensor, prev: LevelOutput) -> torch.Tensor:
-        """Steps 1-5: tokens (B,42,D) for left then right joints."""
+        """Steps 1-5: tokens (B,42,D) for left then right joints (SIDES order)."""
         tokens = []
-        for side in SIDES_ORDER:
+        for side in SIDES:
             hand = prev.hand(side)
             xyz = hand.joints_xyz.to(feat.dtype).transpose(1, 2) / XYZ_SCALE  # (B,3,21)
             x = getattr(self, f"img2joint_{side}")(feat, hand.joints_uv)
@@ -140,7 +139,7 @@ class RefineBlock(nn.Module):
         planes = []
         if self.projection != "multi_plane_heatmap":
             feats = self.embed_projected(feats)
-        for i, side in enumerate(SIDES_ORDER):
+        for i, side in enumerate(SIDES):
             pts = uv_to_feature_px(level.hand(side).joints_uv, s)
             if self.projection == "multi_plane_heatmap":
                 planes.append(bone_tent_heatmaps(pts, self.img_gird, BONE_PARENTS,
