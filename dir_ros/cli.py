@@ -57,27 +57,15 @@ def make_bag(args: argparse.Namespace) -> dict[str, int]:
 
 def frame_sample_from_result(result: Any, K: np.ndarray | None, stamp_ns: int) -> Any:
     """metrics.FrameSample from a predictor FrameResult (duck-typed: .left/.right hands)."""
-    from .eval.metrics import FrameSample, HandSample
+    from .eval.metrics import FrameSample, hand_sample
 
     if isinstance(result, FrameSample):
         result.stamp_ns = stamp_ns
         return result
 
-    def hand(h: Any) -> HandSample:
-        if h is None or not bool(getattr(h, "valid", False)):
-            return HandSample(valid=False)
-        verts = getattr(h, "vertices", None)
-        faces = getattr(h, "faces", None)
-        return HandSample(
-            valid=True,
-            joints=np.asarray(h.joints, float).reshape(-1, 3),
-            vertices=None if verts is None or np.size(verts) == 0 else np.asarray(verts, float).reshape(-1, 3),
-            faces=None if faces is None or np.size(faces) == 0 else np.asarray(faces, np.int64).reshape(-1, 3),
-            metric=bool(getattr(h, "metric", K is not None)),
-            confidence=float(getattr(h, "confidence", float("nan"))),
-        )
-
-    return FrameSample(left=hand(result.left), right=hand(result.right), K=K, stamp_ns=stamp_ns)
+    metric = K is not None  # for hands that do not say
+    return FrameSample(left=hand_sample(result.left, metric=metric),
+                       right=hand_sample(result.right, metric=metric), K=K, stamp_ns=stamp_ns)
 
 
 def _pick_topic(topics: dict[str, str], wanted: str | None, defaults: tuple[str, ...],
@@ -188,9 +176,9 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     args.config) in bag order; with it, TwoHandMesh messages of that bag are matched to the
     reference frames by header stamp.
     """
-    from .eval.bag import decode_image
     from .eval.metrics import Evaluator
     from .eval.report import write_report
+    from .predictor import decode_image_msg
 
     bag = Path(args.bag)
     evaluator = Evaluator(compute_iv=not args.no_iv)
@@ -200,7 +188,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
         latencies: list[float] = []
 
         def on_image(stamp: int, msg: Any, K: np.ndarray | None, gt: Any) -> None:
-            rgb = decode_image(msg)
+            rgb = decode_image_msg(msg)
             t0 = time.perf_counter()
             result = pred.predict(rgb, K)
             latencies.append((time.perf_counter() - t0) * 1000.0)
@@ -214,7 +202,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
         lat_ms = latencies
         rates = {"processing (1 / mean latency)": (1000.0 / float(np.mean(latencies))) if latencies else None}
     else:
-        from .eval.bag import TWO_HAND_MESH, BagReader, frame_sample_from_msg, stamp_to_ns
+        from .eval.bag import TOPIC_HANDS, TWO_HAND_MESH, BagReader, frame_sample_from_msg, stamp_to_ns
 
         ref = _read_reference(bag, args, need_images=False)
         preds = {}
@@ -222,7 +210,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
         duplicates = 0
         with BagReader(args.predictions) as reader:
             topics = reader.topics
-            hands_t = _pick_topic(topics, args.hands_topic, ("/hands",), (TWO_HAND_MESH,), "prediction",
+            hands_t = _pick_topic(topics, args.hands_topic, (TOPIC_HANDS,), (TWO_HAND_MESH,), "prediction",
                                   required=True, exclude=(ref["topics"]["ground_truth"] or "",))
             for m in reader.messages([hands_t]):
                 s = stamp_to_ns(m.msg.header)

@@ -1,8 +1,9 @@
 """FrameResult <-> TwoHandMesh field values as plain Python / numpy (no ROS imports).
 
-The dict form mirrors msg/TwoHandMesh.msg and msg/HandMesh.msg field names so that the
-rclpy node (dir_ros.ros.messages) and the rosbags tools fill their message classes from
-the same place:
+The dict form mirrors msg/TwoHandMesh.msg and msg/HandMesh.msg field names: the rclpy node
+(dir_ros.ros.messages) fills its messages from it, and `fields_to_hand` / `fields_to_result`
+read rclpy or rosbags messages back (the demo, evaluation of recordings). The ground-truth
+bags of dir_ros.eval.bag are written from dataset records instead:
 
   {"left": hand, "right": hand}, hand = {
      "side": int (LEFT=0 / RIGHT=1), "valid": bool, "confidence": float,
@@ -17,7 +18,7 @@ The header is not part of the dict: the caller copies the input image's header.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -60,9 +61,16 @@ def result_to_fields(result: FrameResult) -> dict[str, dict[str, Any]]:
     return {"left": hand_to_fields(result.left), "right": hand_to_fields(result.right)}
 
 
+def _getter(fields: Any) -> Callable[[str], Any]:
+    """Field access by name on a dict (the form above) or a message-like object."""
+    if isinstance(fields, Mapping):
+        return fields.__getitem__
+    return lambda k: getattr(fields, k)
+
+
 def fields_to_hand(fields: Mapping[str, Any]) -> HandsResult:
     """HandMesh field values (dict, or any object with those attributes) -> HandsResult."""
-    get = (lambda k: fields[k]) if isinstance(fields, Mapping) else (lambda k: getattr(fields, k))
+    get = _getter(fields)
     side = {v: k for k, v in SIDE_CODES.items()}[int(get("side"))]
     pose = get("wrist_pose")
     if isinstance(pose, Mapping):
@@ -92,6 +100,6 @@ def fields_to_result(fields: Mapping[str, Any],
 
     The crop box is not part of the message: a full-frame box of image_size stands in.
     """
-    get = (lambda k: fields[k]) if isinstance(fields, Mapping) else (lambda k: getattr(fields, k))
+    get = _getter(fields)
     return FrameResult(left=fields_to_hand(get("left")), right=fields_to_hand(get("right")),
                        box=geo.full_frame_box(*image_size), image_size=image_size)

@@ -164,6 +164,17 @@ def decode_compressed(data: Union[bytes, bytearray, memoryview, np.ndarray, Sequ
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def decode_image_msg(msg: Any) -> np.ndarray:
+    """A sensor_msgs/Image or CompressedImage (rclpy, rosbags or any object with those
+    fields) -> RGB uint8 (H,W,3); ValueError names what is wrong. The node and the bag
+    tools decode through here."""
+    if hasattr(msg, "format"):  # CompressedImage
+        return decode_compressed(msg.data, msg.format)
+    if getattr(msg, "is_bigendian", 0) and msg.encoding not in RAW_ENCODINGS:
+        raise ValueError(f"big-endian image encoding '{msg.encoding}' is not supported")
+    return decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+
+
 # --- croppers ---------------------------------------------------------------------------
 
 class Cropper(Protocol):

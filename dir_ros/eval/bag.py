@@ -17,8 +17,8 @@ import numpy as np
 from dir_ros.geometry import axis_angle_to_quat, project_points
 from dir_ros.resources import find_resource
 
-from .dataset import DatasetFrame, GtHand
-from .metrics import NUM_KEYPOINTS, FrameSample, HandSample
+from .dataset import POSE_DIM, SHAPE_DIM, DatasetFrame, GtHand
+from .metrics import NUM_KEYPOINTS, FrameSample, HandSample, hand_sample
 
 PACKAGE = "dir_ros"
 MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order
@@ -39,8 +39,6 @@ DEFAULT_JPEG_QUALITY = 95  # OpenCV JPEG quality (0-100); image_transport's defa
 BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy
 STORAGES = ("mcap", "sqlite3")
 NUM_DISTORTION = 5  # plumb_bob coefficients (k1 k2 t1 t2 k3)
-POSE_DIM = 48  # HandMesh.pose
-SHAPE_DIM = 10  # HandMesh.shape
 
 
 class BagError(ValueError):
@@ -182,16 +180,6 @@ def two_hand_msg(store: Any, stamp_ns: int, frame_id: str, hands: dict[str, GtHa
 # Decoding messages
 
 
-def decode_image(msg: Any) -> np.ndarray:
-    """(H,W,3) uint8 RGB from a sensor_msgs/Image or CompressedImage, with the predictor's
-    decoders (the node decodes the same way); ValueError names what is wrong."""
-    from dir_ros.predictor import decode_compressed, decode_image as decode_raw
-
-    if hasattr(msg, "format"):  # CompressedImage
-        return decode_compressed(msg.data, msg.format)
-    return decode_raw(msg.data, msg.width, msg.height, msg.encoding, msg.step)
-
-
 def K_from_camera_info(msg: Any) -> np.ndarray | None:
     """(3,3) intrinsics of a CameraInfo, None when uncalibrated (all zeros)."""
     K = np.asarray(msg.k, float).reshape(3, 3)
@@ -200,15 +188,7 @@ def K_from_camera_info(msg: Any) -> np.ndarray | None:
 
 def hand_sample_from_msg(hand: Any) -> HandSample:
     """metrics.HandSample from a dir_ros/HandMesh."""
-    if not hand.valid:
-        return HandSample(valid=False)
-    joints = np.array([[p.x, p.y, p.z] for p in hand.joints], float)
-    verts = np.asarray(hand.vertices, float).reshape(-1, 3)
-    faces = np.asarray(hand.faces, np.int64).reshape(-1, 3)
-    return HandSample(
-        valid=True, joints=joints, vertices=verts if len(verts) else None,
-        faces=faces if len(faces) else None, metric=bool(hand.metric), confidence=float(hand.confidence),
-    )
+    return hand_sample(hand, joints=[[p.x, p.y, p.z] for p in hand.joints])
 
 
 def frame_sample_from_msg(msg: Any, K: np.ndarray | None = None) -> FrameSample:

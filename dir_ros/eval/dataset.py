@@ -41,7 +41,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -277,8 +277,3 @@ def _folder_open(args: argparse.Namespace) -> tuple[list[DatasetFrame], dict[str
 
 
 register_source(Source("folder", "folder of images + JSON ground truth", _folder_args, _folder_open))
-
-
-def iter_frames(frames: list[DatasetFrame]) -> Iterator[DatasetFrame]:
-    """Frames in stamp order."""
-    return iter(sorted(frames, key=lambda f: f.stamp_ns))

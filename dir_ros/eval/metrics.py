@@ -289,6 +289,24 @@ class FrameSample:
         return self.left if side == "left" else self.right
 
 
+def hand_sample(hand: Any, joints: Any = None, metric: bool = True) -> HandSample:
+    """HandSample from a hand-like object (predictor HandsResult, HandMesh message, None):
+    valid, joints (or the `joints` given, e.g. converted from geometry_msgs/Point), vertices,
+    faces (empty -> None), metric (`metric` when the object has none), confidence."""
+    if hand is None or not bool(getattr(hand, "valid", False)):
+        return HandSample(valid=False)
+    verts = getattr(hand, "vertices", None)
+    faces = getattr(hand, "faces", None)
+    return HandSample(
+        valid=True,
+        joints=np.asarray(hand.joints if joints is None else joints, float).reshape(-1, 3),
+        vertices=None if verts is None or np.size(verts) == 0 else np.asarray(verts, float).reshape(-1, 3),
+        faces=None if faces is None or np.size(faces) == 0 else np.asarray(faces, np.int64).reshape(-1, 3),
+        metric=bool(getattr(hand, "metric", metric)),
+        confidence=float(getattr(hand, "confidence", math.nan)),
+    )
+
+
 def _mean_or_none(values: list[float | None]) -> float | None:
     """Mean of the non-None entries, None if there are none."""
     vals = [v for v in values if v is not None and not math.isnan(v)]

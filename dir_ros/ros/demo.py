@@ -102,7 +102,7 @@ def pinhole_K(width: int, height: int, fov_deg: float) -> np.ndarray:
 
 def resolve_file(value: str, what: str) -> Path:
     """Absolute path of a package file (cwd, source root or share/dir_ros); DemoError if none."""
-    from dir_ros.predictor import resolve_resource
+    from dir_ros.resources import resolve_resource
 
     p = resolve_resource(value)
     if not p.is_file():
@@ -306,34 +306,16 @@ class DemoClient:
 
 # ---- reading the answer ------------------------------------------------------------------
 
-def hand_arrays(hand: Any) -> dict[str, Any]:
-    """One HandMesh message -> numpy arrays / plain values used by the overlay and summary."""
-    p, o = hand.wrist_pose.position, hand.wrist_pose.orientation
-    verts = np.asarray(hand.vertices, dtype=np.float64).reshape(-1, 3)
-    faces = np.asarray(hand.faces, dtype=np.int64).reshape(-1, 3)
-    return {
-        "valid": bool(hand.valid),
-        "confidence": float(hand.confidence),
-        "metric": bool(hand.metric),
-        "wrist_position": [float(p.x), float(p.y), float(p.z)],  # m, optical frame
-        "wrist_quat_xyzw": [float(o.x), float(o.y), float(o.z), float(o.w)],
-        "keypoints_2d": np.asarray(hand.keypoints_2d, dtype=np.float64).reshape(-1, 2),
-        "vertices": verts,
-        "faces": faces,
-    }
-
-
-def draw_overlay(bgr: np.ndarray, hands: dict[str, dict[str, Any]], K: np.ndarray,
+def draw_overlay(bgr: np.ndarray, hands: dict[str, Any], K: np.ndarray,
                  random_weights: bool) -> np.ndarray:
-    """Input image (H,W,3 BGR) with each valid hand's projected mesh, skeleton, keypoints
-    and a text line (confidence, wrist xyz in m); left and right in different colours."""
+    """Input image (H,W,3 BGR) with each valid hand (side -> HandsResult) drawn: projected
+    mesh, skeleton, keypoints and a text line (confidence, wrist xyz in m); left and right in
+    different colours."""
     import cv2
 
-    from dir_ros.overlay import LINE_PX_PER_THICKNESS, HandDrawing, colour, draw_hands
+    from dir_ros.overlay import LINE_PX_PER_THICKNESS, colour, draw_hands
 
-    drawings = [HandDrawing(side, hand["valid"], hand["metric"], hand["vertices"], hand["faces"],
-                            hand["keypoints_2d"]) for side, hand in hands.items()]
-    out = draw_hands(bgr, drawings, K, bgr=True)
+    out = draw_hands(bgr, hands.values(), K, bgr=True)
     h, w = bgr.shape[:2]
     thickness = max(1, round(min(h, w) / LINE_PX_PER_THICKNESS))
     lines = [(hand_text(side, hand), colour(side, bgr=True)) for side, hand in hands.items()]
@@ -350,14 +332,14 @@ def draw_overlay(bgr: np.ndarray, hands: dict[str, dict[str, Any]], K: np.ndarra
     return out
 
 
-def hand_text(side: str, hand: dict[str, Any]) -> str:
+def hand_text(side: str, hand: Any) -> str:
     """'left  conf 0.53  wrist (+0.012, -0.034, +0.612) m' (or why there is no position)."""
-    if not hand["valid"]:
+    if not hand.valid:
         return f"{side:<5} not valid"
-    x, y, z = hand["wrist_position"]
-    where = (f"wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m" if hand["metric"]
+    x, y, z = hand.wrist_position
+    where = (f"wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m" if hand.metric
              else "wrist-relative (metric false: no 3D placement)")
-    return f"{side:<5} conf {hand['confidence']:.2f}  {where}"
+    return f"{side:<5} conf {hand.confidence:.2f}  {where}"
 
 
 # ---- main --------------------------------------------------------------------------------
@@ -485,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
     from tqdm import tqdm
 
+    from dir_ros.hands_msg import fields_to_hand
     from dir_ros.predictor import is_unset
 
     images = list_images(args.images)
@@ -552,7 +535,7 @@ def run(args: argparse.Namespace) -> int:
             msg, lat, sends, lat_m, lat_tf, frames = process_image(
                 client, node, bgr, K, stamp, args.timeout, resend_s)
             slowest = max(slowest, lat)
-            hands = {"left": hand_arrays(msg.left), "right": hand_arrays(msg.right)}
+            hands = {"left": fields_to_hand(msg.left), "right": fields_to_hand(msg.right)}
             overlay_path = out / f"{path.stem}_overlay.png"
             if not cv2.imwrite(str(overlay_path), draw_overlay(bgr, hands, K, random_weights)):
                 raise DemoError(f"cannot write '{overlay_path}'", EXIT_INPUT)
@@ -570,9 +553,11 @@ def run(args: argparse.Namespace) -> int:
                 if stamp in client.answers.markers else 0,
                 "K": K.tolist(),
                 "overlay": overlay_path.name,
-                "hands": {side: {k: hand[k] for k in ("valid", "confidence", "metric",
-                                                       "wrist_position", "wrist_quat_xyzw")}
-                          | {"num_vertices": len(hand["vertices"])}
+                "hands": {side: {"valid": hand.valid, "confidence": hand.confidence,
+                                 "metric": hand.metric,
+                                 "wrist_position": hand.wrist_position.tolist(),  # m, optical
+                                 "wrist_quat_xyzw": hand.wrist_quat.tolist(),
+                                 "num_vertices": len(hand.vertices)}
                           for side, hand in hands.items()},
             })
     finally:

@@ -35,6 +35,8 @@ BONE_WIDTH_M = 0.003  # line width of the skeleton
 LIFETIME_S = 2.0
 MARKER_ID = 0  # one marker per namespace
 _NS_PER_S = 1_000_000_000
+# (child, parent) keypoint index pairs of the skeleton, flattened: the LINE_LIST order
+_BONE_PAIRS = np.array([(c, p) for c, p in enumerate(BONE_PARENTS, start=1)]).reshape(-1)
 
 
 @dataclass
@@ -58,14 +60,13 @@ def hand_marker_data(hand: HandsResult) -> list[MarkerData]:
         return [MarkerData(n, t, Marker.DELETE) for n, t in zip(names, types)]
     r, g, b = HAND_COLOURS[side]
     joints = np.asarray(hand.joints, np.float64)
-    pairs = np.array([(c, p) for c, p in enumerate(BONE_PARENTS, start=1)]).reshape(-1)
     return [
         MarkerData(names[0], types[0], Marker.ADD, (r, g, b, MESH_ALPHA), (1.0, 1.0, 1.0),
                    np.asarray(hand.vertices, np.float64)[np.asarray(hand.faces).reshape(-1)]),
         MarkerData(names[1], types[1], Marker.ADD, (0.5 * r, 0.5 * g, 0.5 * b, 1.0),
                    (JOINT_DIAMETER_M,) * 3, joints),
         MarkerData(names[2], types[2], Marker.ADD, (1.0, 1.0, 1.0, 1.0),
-                   (BONE_WIDTH_M, 0.0, 0.0), joints[pairs]),
+                   (BONE_WIDTH_M, 0.0, 0.0), joints[_BONE_PAIRS]),
     ]
 
 
@@ -93,9 +94,14 @@ def to_marker(d: MarkerData, header: Header) -> Marker:
     return m
 
 
+def to_marker_array(data: list[MarkerData], header: Header) -> MarkerArray:
+    """MarkerData list -> rclpy MarkerArray (the slow path)."""
+    return MarkerArray(markers=[to_marker(d, header) for d in data])
+
+
 def frame_markers(result: FrameResult, header: Header) -> MarkerArray:
     """MarkerArray (rclpy message) for both hands of one frame (6 markers)."""
-    return MarkerArray(markers=[to_marker(d, header) for d in frame_marker_data(result)])
+    return to_marker_array(frame_marker_data(result), header)
 
 
 class _Cdr:
@@ -177,7 +183,7 @@ class FastMarkerSerializer:
                       MarkerData("b/j", Marker.SPHERE_LIST, Marker.ADD, (1.0, 0.5, 0.25, 1.0),
                                  (0.01, 0.01, 0.01), rng.normal(size=(2, 3))),
                       MarkerData("c", Marker.LINE_LIST, Marker.DELETE)]
-            msg = MarkerArray(markers=[to_marker(d, h) for d in sample])
+            msg = to_marker_array(sample, h)
             fast = marker_array_cdr(sample, h)
             slow = serialize_message(msg)
             return (len(slow) == len(fast) and deserialize_message(fast, MarkerArray)
@@ -187,7 +193,6 @@ class FastMarkerSerializer:
 
     def __call__(self, result: FrameResult, header: Header) -> "bytes | MarkerArray":
         """CDR bytes (fast path) or a MarkerArray message (fallback) for one frame."""
-        data = frame_marker_data(result)
         if self.enabled:
-            return marker_array_cdr(data, header)
-        return MarkerArray(markers=[to_marker(d, header) for d in data])
+            return marker_array_cdr(frame_marker_data(result), header)
+        return frame_markers(result, header)

@@ -32,6 +32,7 @@ from visualization_msgs.msg import MarkerArray
 from dir_ros import predictor as P
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
+from dir_ros.ros.messages import rgb_to_image, to_two_hand_mesh, wrist_transforms
 
 NODE_NAME = "hands_node"
 EXIT_BAD_CONFIG = 2  # exit status for refused parameters / missing files at startup
@@ -267,12 +268,6 @@ class HandsNode(Node):
             self.get_logger().warning("fast marker serialisation unavailable for this "
                                       "visualization_msgs/Marker layout: using the slow path")
 
-    @property
-    def _K(self) -> Optional[np.ndarray]:
-        """K of the latest usable CameraInfo (as sent), or None."""
-        cam = self._camera
-        return None if cam is None else cam[0]
-
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe)."""
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
@@ -315,18 +310,9 @@ class HandsNode(Node):
                 self.get_logger().error(f"processing failed: {type(e).__name__}: {e}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
-    def decode(self, msg: Any) -> np.ndarray:
-        """Image / CompressedImage -> RGB (H,W,3) uint8; ValueError when it cannot."""
-        if isinstance(msg, CompressedImage):
-            return P.decode_compressed(msg.data, msg.format)
-        if msg.is_bigendian and msg.encoding not in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8",
-                                                     "8UC1", "8UC3"):
-            raise ValueError(f"big-endian image encoding '{msg.encoding}' is not supported")
-        return P.decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
-
     def _process(self, msg: Any, t_recv: float) -> None:
         try:
-            rgb = self.decode(msg)
+            rgb = P.decode_image_msg(msg)
         except ValueError as e:
             with self._lock:
                 self.stats.decode_errors += 1
@@ -348,8 +334,6 @@ class HandsNode(Node):
         result = self.predictor.predict(rgb, K)
         if self.smoother is not None:
             result = self.smoother(result)
-        from dir_ros.ros.messages import rgb_to_image, to_two_hand_mesh, wrist_transforms
-
         header = msg.header
         self.pub_hands.publish(to_two_hand_mesh(result, header))
         if self.cfg["publish_markers"]:
@@ -403,7 +387,7 @@ class HandsNode(Node):
             "network_ms_median": f"{np.median(net):.1f}",
             "device": self.device_name,
             "precision": str(getattr(self.predictor, "precision", self.cfg["precision"])),
-            "camera_info": "yes" if self._K is not None else "no",
+            "camera_info": "yes" if self._camera is not None else "no",
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
