@@ -147,6 +147,32 @@ def project_points(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
          uv[..., 1:2] * K[1, 1] + K[1, 2]], axis=-1) + HALF_PIXEL
 
 
+def intrinsics_for_image(k: np.ndarray, info_size: tuple[int, int],
+                         image_size: tuple[int, int],
+                         roi: tuple[int, int, int, int] = (0, 0, 0, 0)
+                         ) -> tuple[np.ndarray, tuple[int, int]]:
+    """K of a CameraInfo (size info_size = (width, height), roi (x, y, w, h) as in REP 104)
+    for an image of image_size: the roi crop, then a per-axis rescale when the sizes differ
+    (binning or a resized image; OpenCV K has pixel centres at integers). Returns (K, the
+    size K described before the rescale, (0, 0) when the CameraInfo gave none)."""
+    K = np.array(k, dtype=np.float64).reshape(3, 3)
+    size = (int(info_size[0]), int(info_size[1]))
+    x, y, w, h = (int(v) for v in roi)
+    if w > 0 and h > 0 and (w, h) != size:  # REP 104: K is of the full sensor, roi crops it
+        K[0, 2] -= x
+        K[1, 2] -= y
+        size = (w, h)
+    if 0 in size or size == tuple(image_size):
+        return K, size
+    sx, sy = image_size[0] / size[0], image_size[1] / size[1]
+    out = K.copy()
+    out[0, :2] *= sx
+    out[1, 1] *= sy
+    out[0, 2] = (K[0, 2] + HALF_PIXEL) * sx - HALF_PIXEL
+    out[1, 2] = (K[1, 2] + HALF_PIXEL) * sy - HALF_PIXEL
+    return out, size
+
+
 def weak_perspective_depth(scale: float, crop_px: float, fx: float) -> float:
     """Root depth Z (m) from weak-perspective scale s (uv/m): s*crop_px/2 = fx/Z."""
     if not np.isfinite(scale) or scale < MIN_WEAK_PERSPECTIVE_SCALE:

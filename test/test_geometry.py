@@ -163,3 +163,26 @@ def test_warp_crop_area_filters_a_large_shrink() -> None:
     crop = g.warp_crop(img, g.full_frame_box(1024, 1024), 256)
     assert crop.shape == (256, 256, 1)
     assert (crop[25:27, 50:52, 0] == 255).all() and crop.sum() == 4 * 255
+
+
+def test_camera_info_of_another_size_is_scaled_to_the_image() -> None:
+    """A CameraInfo of 2x the image size (binning / resized image) or with a REP 104 roi:
+    K is made the image's own, so 3D points project where they are in the image."""
+    W, H = 160, 120  # the image; the CameraInfo describes 2W x 2H
+    k_full = np.array([[300.0, 0.0, 0.0], [0.0, 300.0, 0.0], [0.0, 0.0, 1.0]])
+    k_full[:2, 2] = [2 * W / 2 - 0.5 + 3.0, 2 * H / 2 - 0.5 - 2.0]
+    pts = np.array([[0.1, -0.05, 0.6], [-0.2, 0.1, 1.2], [0.0, 0.0, 0.8]])
+    full_px = g.project_points(pts, k_full)  # in the 2W x 2H image
+    k, size = g.intrinsics_for_image(k_full, (2 * W, 2 * H), (W, H))
+    assert size == (2 * W, 2 * H)
+    assert np.allclose(g.project_points(pts, k), full_px / 2.0)
+    # same size: K untouched
+    k, size = g.intrinsics_for_image(k_full, (2 * W, 2 * H), (2 * W, 2 * H))
+    assert np.array_equal(k, k_full) and size == (2 * W, 2 * H)
+    # roi crop (x 40, y 30, W x H) of the full sensor: K shifted, not scaled
+    k, size = g.intrinsics_for_image(k_full, (2 * W, 2 * H), (W, H), (40, 30, W, H))
+    assert size == (W, H)
+    assert np.allclose(g.project_points(pts, k), full_px - [40.0, 30.0])
+    # no size in the CameraInfo: used as is
+    k, size = g.intrinsics_for_image(k_full, (0, 0), (W, H))
+    assert np.array_equal(k, k_full) and size == (0, 0)

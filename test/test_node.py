@@ -407,28 +407,3 @@ def test_fast_marker_serialisation_matches_rclpy() -> None:
     slow = serialize_message(frame_markers(result, header))
     assert deserialize_message(data, MarkerArray) == deserialize_message(slow, MarkerArray)
     assert len(deserialize_message(data, MarkerArray).markers[0].points) == 120
-
-
-def test_camera_info_of_another_size_is_scaled_to_the_image() -> None:
-    """A CameraInfo of 2x the image size (binning / resized image) or with a REP 104 roi:
-    K is made the image's own, so 3D points project where they are in the image."""
-    from dir_ros.geometry import project_points
-    from dir_ros.ros.node import intrinsics_for_image
-
-    k_full = np.array(K, dtype=np.float64).reshape(3, 3) * [[2, 2, 1], [2, 2, 1], [1, 1, 1]]
-    k_full[:2, 2] = [2 * W / 2 - 0.5 + 3.0, 2 * H / 2 - 0.5 - 2.0]
-    pts = np.array([[0.1, -0.05, 0.6], [-0.2, 0.1, 1.2], [0.0, 0.0, 0.8]])
-    full_px = project_points(pts, k_full)  # in the 2W x 2H image
-    k, size = intrinsics_for_image(k_full, (2 * W, 2 * H), (W, H))
-    assert size == (2 * W, 2 * H)
-    assert np.allclose(project_points(pts, k), full_px / 2.0)
-    # same size: K untouched
-    k, size = intrinsics_for_image(k_full, (2 * W, 2 * H), (2 * W, 2 * H))
-    assert np.array_equal(k, k_full) and size == (2 * W, 2 * H)
-    # roi crop (x 40, y 30, W x H) of the full sensor: K shifted, not scaled
-    k, size = intrinsics_for_image(k_full, (2 * W, 2 * H), (W, H), (40, 30, W, H))
-    assert size == (W, H)
-    assert np.allclose(project_points(pts, k), full_px - [40.0, 30.0])
-    # no size in the CameraInfo: used as is
-    k, size = intrinsics_for_image(k_full, (0, 0), (W, H))
-    assert np.array_equal(k, k_full) and size == (0, 0)

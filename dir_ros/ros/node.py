@@ -29,6 +29,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
+from dir_ros import geometry as geo
 from dir_ros import predictor as P
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
@@ -325,7 +326,7 @@ class HandsNode(Node):
             self._warn_once("noK", "no camera_info yet: publishing wrist-relative hands "
                             "(metric false)")
         else:
-            K, info_size = intrinsics_for_image(cam[0], cam[1], (rgb.shape[1], rgb.shape[0]),
+            K, info_size = geo.intrinsics_for_image(cam[0], cam[1], (rgb.shape[1], rgb.shape[0]),
                                                 cam[2])
             if info_size != (0, 0) and info_size != (rgb.shape[1], rgb.shape[0]):
                 self._warn_once("Ksize", f"camera_info is {info_size[0]}x{info_size[1]} but "
@@ -402,32 +403,6 @@ class HandsNode(Node):
             self._lock.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
-
-
-def intrinsics_for_image(k: np.ndarray, info_size: tuple[int, int],
-                         image_size: tuple[int, int],
-                         roi: tuple[int, int, int, int] = (0, 0, 0, 0)
-                         ) -> tuple[np.ndarray, tuple[int, int]]:
-    """K of a CameraInfo (size info_size = (width, height), roi (x, y, w, h) as in REP 104)
-    for an image of image_size: the roi crop, then a per-axis rescale when the sizes differ
-    (binning or a resized image; OpenCV K has pixel centres at integers). Returns (K, the
-    size K described before the rescale, (0, 0) when the CameraInfo gave none)."""
-    K = np.array(k, dtype=np.float64).reshape(3, 3)
-    size = (int(info_size[0]), int(info_size[1]))
-    x, y, w, h = (int(v) for v in roi)
-    if w > 0 and h > 0 and (w, h) != size:  # REP 104: K is of the full sensor, roi crops it
-        K[0, 2] -= x
-        K[1, 2] -= y
-        size = (w, h)
-    if 0 in size or size == tuple(image_size):
-        return K, size
-    sx, sy = image_size[0] / size[0], image_size[1] / size[1]
-    out = K.copy()
-    out[0, :2] *= sx
-    out[1, 1] *= sy
-    out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return out, size
 
 
 def draw_debug(rgb: np.ndarray, result: P.FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
