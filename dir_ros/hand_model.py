@@ -22,6 +22,13 @@ import scipy.sparse
 import torch
 from smplx.lbs import batch_rodrigues, lbs
 
+try:  # numpy >= 1.26 (numpy 2's name); numpy.core is deprecated there
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+    from numpy._core.multiarray import scalar as _np_scalar
+except ImportError:  # older numpy 1
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+    from numpy.core.multiarray import scalar as _np_scalar
+
 from dir_ros.resources import find_resource, package_root
 
 __all__ = [
@@ -204,16 +211,145 @@ _ALLOWED_GLOBALS = frozenset({
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
 })
 _SPARSE_NAMES = frozenset({"csc_matrix", "csr_matrix", "coo_matrix"})
+# numpy dtype kinds an array or scalar in a hand model may have: bool, signed and unsigned
+# integers, floats, complex. Every other kind (object 'O', void/structured 'V', bytes 'S',
+# str 'U', datetime 'M'/'m') is refused: an object array built from raw pickled bytes holds
+# arbitrary pointers, and the others are never part of a MANO-format model.
+_NUMERIC_DTYPE_KINDS = frozenset("biufc")
+
+
+class _RefusedDtype(Exception):
+    """Raised while unpickling on a non-numeric or tampered dtype; _read_pickle turns it into
+    an UnsafePickleError naming the file (the hooks below do not know the path)."""
+
+
+def _describe_dtype(dt: Any) -> str:
+    """Short printable description of a (possibly tampered) dtype for error messages."""
+    try:
+        return f"{dt.str!r} (kind '{dt.kind}')"
+    except Exception:  # noqa: BLE001 - a description must never raise
+        return type(dt).__name__
+
+
+def _check_dtype(dt: Any) -> np.dtype:
+    """Return dt if it is a plain numeric numpy dtype identical to a freshly built one;
+    raise _RefusedDtype otherwise. Compares with np.dtype(dt.str) because a pickled dtype's
+    state (flags, itemsize) can be rewritten by BUILD after construction."""
+    if not isinstance(dt, np.dtype):
+        raise _RefusedDtype(f"a {type(dt).__name__} where a numpy dtype belongs")
+    if dt.kind not in _NUMERIC_DTYPE_KINDS or dt.names is not None or dt.subdtype is not None:
+        raise _RefusedDtype(f"non-numeric numpy dtype {_describe_dtype(dt)}")
+    try:
+        fresh = np.dtype(dt.str)
+    except TypeError as exc:
+        raise _RefusedDtype(f"malformed numpy dtype {_describe_dtype(dt)}") from exc
+    if (dt != fresh or dt.flags != fresh.flags or dt.itemsize != fresh.itemsize
+            or dt.alignment != fresh.alignment or dt.hasobject):
+        raise _RefusedDtype(f"tampered numpy dtype {_describe_dtype(dt)} (flags {dt.flags}, "
+                            f"itemsize {dt.itemsize})")
+    return dt
+
+
+class _DtypeSpec:
+    """What the name numpy.dtype resolves to while unpickling: the dtype's arguments and
+    BUILD state, not a dtype. Each use builds a fresh private dtype from them and checks it,
+    so a later BUILD on this object (pickles may BUILD any memoised object again) cannot
+    rewrite the flags of a dtype an array already holds, and numpy's shared builtin dtypes
+    (np.dtype('f8', copy=False)) are never handed to BUILD."""
+
+    def __init__(self, obj: Any, align: Any = False, copy: Any = False, **kwargs: Any) -> None:
+        """Record numpy.dtype(obj, align, copy) (copy is ignored: build() always copies)."""
+        self._obj = obj.build() if isinstance(obj, _DtypeSpec) else obj
+        self._align = bool(align)
+        if kwargs:
+            raise _RefusedDtype(f"numpy dtype with extra arguments {sorted(kwargs)}")
+        self._state: Any = None
+        self._used = False
+        self.build()  # refuse a non-numeric kind at once, before its BUILD
+        self._used = False
+
+    def __setstate__(self, state: Any) -> None:
+        """Record dtype state (byte order, flags, ...), applied by build(). numpy pickles
+        set it once, right after construction; a second or late BUILD is refused."""
+        if self._state is not None or self._used:
+            raise _RefusedDtype("numpy dtype state set again after construction or use")
+        self._state = state
+
+    def build(self) -> np.dtype:
+        """A new dtype from the recorded arguments and state, checked to be numeric."""
+        self._used = True
+        try:
+            dt = np.dtype(self._obj, self._align, True)  # copy: never a shared builtin
+            if self._state is not None:
+                dt.__setstate__(self._state)
+        except (TypeError, ValueError) as exc:
+            raise _RefusedDtype(f"malformed numpy dtype ({exc})") from exc
+        return _check_dtype(dt)
+
+
+def _as_dtype(value: Any) -> np.dtype:
+    """A checked numeric dtype from a _DtypeSpec or a dtype-like value (e.g. 'b')."""
+    if isinstance(value, _DtypeSpec):
+        return value.build()
+    if isinstance(value, (str, bytes)):
+        return _check_dtype(np.dtype(value.decode("latin1") if isinstance(value, bytes)
+                                     else value))
+    raise _RefusedDtype(f"a {type(value).__name__} where a numpy dtype belongs")
+
+
+def _array_state_with_dtype(state: Any) -> tuple:
+    """ndarray.__setstate__'s state, (version, shape, dtype, fortran, data) or the older
+    (shape, dtype, fortran, data), with its dtype built and checked."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise _RefusedDtype(f"unexpected ndarray state ({type(state).__name__} of "
+                            f"{len(state) if isinstance(state, tuple) else '?'} items)")
+    i = len(state) - 3
+    return state[:i] + (_as_dtype(state[i]),) + state[i + 1:]
+
+
+class _CheckedArray(np.ndarray):
+    """What the name numpy.ndarray resolves to while unpickling: an ndarray whose creation
+    and BUILD refuse non-numeric dtypes before numpy interprets any bytes."""
+
+    def __new__(cls, shape: Any, dtype: Any = "f8", *args: Any, **kwargs: Any) -> "_CheckedArray":
+        """ndarray(shape, dtype, buffer, ...) called directly by a pickle: numeric only."""
+        dt = _as_dtype(kwargs.pop("dtype", dtype))
+        return super().__new__(cls, shape, dt, *args, **kwargs)
+
+    def __setstate__(self, state: Any) -> None:
+        """Check the dtype in the state, then let numpy fill the array."""
+        super().__setstate__(_array_state_with_dtype(state))
+
+
+def _checked_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """Stands in for numpy's _reconstruct: only our checked ndarray, numeric dtypes."""
+    if subtype is not _CheckedArray:
+        raise _RefusedDtype(f"array reconstruction of {getattr(subtype, '__name__', subtype)!r}")
+    return _np_reconstruct(_CheckedArray, shape, _as_dtype(dtype))
+
+
+def _checked_scalar(dtype: Any, *args: Any) -> Any:
+    """Stands in for numpy's scalar(): numpy scalars of numeric dtypes only."""
+    return _np_scalar(_as_dtype(dtype), *args)
+
+
+# Allowed numpy globals, each replaced by its checking stand-in (keyed by the global's name).
+_NUMPY_HOOKS: Dict[str, Any] = {
+    "ndarray": _CheckedArray, "dtype": _DtypeSpec,
+    "_reconstruct": _checked_reconstruct, "scalar": _checked_scalar,
+}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that allows numpy, scipy.sparse, chumpy stand-ins and a few builtins only."""
+    """Unpickler that allows numpy, scipy.sparse, chumpy stand-ins and a few builtins only;
+    numpy arrays, dtypes and scalars are checked to be numeric before numpy reads bytes."""
 
     def __init__(self, file: Any, source: Path) -> None:
         super().__init__(file, encoding="latin1")  # official MANO files are py2 pickles
         self._source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve a pickled global through the allow-list (py2 names mapped first)."""
         mod, nm = module, name
         if (mod, nm) in _compat_pickle.NAME_MAPPING:  # py2 names (copy_reg, __builtin__)
             mod, nm = _compat_pickle.NAME_MAPPING[(mod, nm)]
@@ -224,8 +360,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (mod == "scipy.sparse" or mod.startswith("scipy.sparse.")) and nm in _SPARSE_NAMES:
             return _sparse_class(nm)
         if (mod, nm) in _ALLOWED_GLOBALS:
-            if mod.startswith("numpy._core") and not hasattr(np, "_core"):
-                mod = mod.replace("numpy._core", "numpy.core")  # file from numpy 2, numpy 1 here
+            if mod.split(".", 1)[0] == "numpy":
+                return _NUMPY_HOOKS[nm]
             return super().find_class(mod, nm)
         shown = f"{module}.{name}" + ("" if (mod, nm) == (module, name) else f" ({mod}.{nm})")
         raise UnsafePickleError(
@@ -290,6 +426,10 @@ def _read_pickle(path: Path) -> Dict[str, Any]:
             data = _RestrictedUnpickler(fh, path).load()
         except HandModelError:
             raise
+        except _RefusedDtype as exc:
+            raise UnsafePickleError(
+                f"{path}: refusing to load {exc} (a MANO-format hand model may only contain "
+                f"numeric arrays)") from None
         except Exception as exc:  # corrupt or non-pickle file
             raise HandModelError(f"{path}: cannot read hand model pickle: {exc}") from exc
     if not isinstance(data, dict):

@@ -30,7 +30,9 @@ Shape space: 10 hand-designed linear directions (overall size, finger length, pa
 palm thickness, finger girth, palm length, thumb length, index/ring ratio, pinky length,
 finger taper). posedirs are zero (no pose correctives). Finger-pose PCA: an orthonormal 45x45
 basis whose leading rows are hand-designed synergies (grasp, hook, spread, thumb opposition,
-...) completed by Gram-Schmidt; the mean pose is a relaxed slight flexion.
+...) completed by the standard basis vectors that are clearly independent of them (explicit
+rank decision, then QR), so every row is a well-conditioned function of the design, the same
+on every CPU; the mean pose is a relaxed slight flexion.
 
 Usage: python scripts/make_open_hand.py [--out weights/open_hand] [--render docs/open_hand.png]
 """
@@ -138,6 +140,11 @@ MEAN_THUMB_FLEX = (0.10, 0.15, 0.20)  # CMC, MCP, IP about each segment's flexio
 THUMB_FLEX_TOWARD = (0.45, 1.0)  # thumb flexion moves the tip toward (medial, palmar) weights
 
 FINGER_MANO_IDS = {f.name: f.joints for f in FINGERS}
+# Rank decision of the pose basis completion (independent_columns()): relative residual of a
+# candidate vector after projecting out the vectors kept before it. The design's residuals are
+# either >= 0.1 (kept) or <= 1e-15 (dependent), far from both thresholds.
+RANK_KEEP = 1e-3
+RANK_DROP = 1e-9
 TWO_HAND_GAP = 0.12  # preview: distance between the two wrists (m)
 SHAPE_GAP = 0.11  # preview: distance between shape variants (m)
 PANEL_PX = 320  # preview: panel size in pixels
@@ -520,12 +527,53 @@ def pose_space(digit_joints: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndar
     # 6: ulnar (ring + pinky) vs radial (index + middle) flexion
     syn.append(sum(vec({j: z}) for f in ("ring", "pinky") for j in ids[f])
                - sum(vec({j: z}) for f in ("index", "middle") for j in ids[f]))
-    basis = np.concatenate([np.stack(syn).T, np.eye(NUM_POSE)], 1)
-    q, r = np.linalg.qr(basis[:, :NUM_POSE + len(syn)], mode="reduced")
-    q = q[:, :NUM_POSE] * np.sign(np.diag(r)[:NUM_POSE])  # first rows follow the synergies
+    return mean, orthonormal_completion(np.stack(syn))
+
+
+def independent_columns(cands: np.ndarray) -> List[int]:
+    """Indices of the columns of cands (n, m) kept by a greedy rank decision in column order:
+    a column is kept when the part of it orthogonal to the kept columns before it is at least
+    RANK_KEEP of its norm, dropped when under RANK_DROP. Anything in between is ambiguous (the
+    decision would depend on rounding) and raises, so the choice is the same on every CPU."""
+    n = cands.shape[0]
+    q = np.zeros((n, 0))
+    keep: List[int] = []
+    for k in range(cands.shape[1]):
+        c = cands[:, k]
+        norm = np.linalg.norm(c)
+        if norm == 0.0:
+            continue
+        v = c - q @ (q.T @ c)
+        v = v - q @ (q.T @ v)  # second pass: orthogonal to working precision
+        rel = np.linalg.norm(v) / norm
+        if RANK_DROP <= rel < RANK_KEEP:
+            raise ValueError(f"candidate column {k} is nearly dependent (relative residual "
+                             f"{rel:.3g}); the basis would depend on rounding")
+        if rel >= RANK_KEEP:
+            keep.append(k)
+            q = np.concatenate([q, (v / np.linalg.norm(v))[:, None]], 1)
+        if len(keep) == n:
+            break
+    return keep
+
+
+def orthonormal_completion(leading: np.ndarray) -> np.ndarray:
+    """Orthonormal (n, n) basis (rows) whose first rows are Gram-Schmidt of the rows of
+    leading (k, n), completed by the standard basis vectors e_0, e_1, ... in that order,
+    each kept only when it is clearly independent of the rows before it
+    (independent_columns()). The kept columns form a square, well-conditioned matrix whose
+    QR (R's diagonal made positive) is unique, so every row is a smooth function of the
+    inputs, not of rounding noise. Row i has a positive dot product with its source vector."""
+    n = leading.shape[1]
+    cands = np.concatenate([leading.T, np.eye(n)], 1)
+    keep = independent_columns(cands)
+    if len(keep) != n or any(k != i for i, k in enumerate(keep[:leading.shape[0]])):
+        raise ValueError(f"leading rows are not linearly independent: kept {keep}")
+    q, r = np.linalg.qr(cands[:, keep])
+    q = q * np.sign(np.diag(r))
     comps = q.T  # rows = components
-    assert np.allclose(comps @ comps.T, np.eye(NUM_POSE), atol=1e-10)
-    return mean, comps
+    assert np.allclose(comps @ comps.T, np.eye(n), atol=1e-10)
+    return comps
 
 
 MIRROR = np.array([-1.0, 1.0, 1.0])  # x -> -x

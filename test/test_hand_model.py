@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
+import struct
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -18,6 +21,10 @@ from dir_ros import hand_model as hm
 NUM_VERTS = 778  # MANO's vertex count, so MANO's documented tip ids are valid
 NUM_FACES = 1538  # MANO's face count
 ATOL = 1e-5  # float32 tolerance in metres
+# The same maths in float32 through different kernels (strided vs contiguous inputs, another
+# CPU's BLAS): a few ulp of ~0.1 m values (float32 ulp at 0.1 m is 7.5e-9 m).
+SAME_MATH_RTOL = 1e-5
+SAME_MATH_ATOL = 1e-6  # metres
 
 
 def _mano_like(seed: int = 0) -> Dict[str, np.ndarray]:
@@ -153,7 +160,10 @@ def test_forward_params_split(layers):
     rot6d, pca, betas = _random_inputs(2, seed=2)
     params = torch.cat([rot6d, pca, betas, torch.randn(2, 3)], 1)
     a, b = layers["left"].forward_params(params), layers["left"](rot6d, pca, betas)
-    assert torch.equal(a.vertices, b.vertices) and torch.equal(a.joints, b.joints)
+    # Column slices of params are strided, so BLAS may take another path than for the
+    # contiguous inputs: equal up to float32 rounding (a wrong split differs by centimetres).
+    torch.testing.assert_close(a.vertices, b.vertices, rtol=SAME_MATH_RTOL, atol=SAME_MATH_ATOL)
+    torch.testing.assert_close(a.joints, b.joints, rtol=SAME_MATH_RTOL, atol=SAME_MATH_ATOL)
 
 
 def test_batch_equals_single_and_finite(layers):
@@ -335,6 +345,158 @@ def test_foreign_class_refused(tmp_path, payload, name):
     msg = str(err.value)
     assert name in msg and str(path) in msg and "refusing" in msg
     assert isinstance(err.value, hm.HandModelError)
+
+
+# Malicious pickles that use only globals the restricted unpickler allows (numpy's
+# _reconstruct, ndarray, dtype, scalar and _codecs.encode), assembled opcode by opcode
+# (pickletools names) so that nothing but the bytes below is involved.
+_ATTACK_GLOBALS = {"numpy.core.multiarray _reconstruct", "numpy.core.multiarray scalar",
+                   "numpy ndarray", "numpy dtype", "_codecs encode"}
+# An 8-byte little-endian address nothing is mapped at: read as a PyObject* it crashes.
+_BAD_POINTER = (0xDEADBEEF0000).to_bytes(8, "little")
+# numpy's flags of an object dtype (refcounted items, pickled as a list, ...); 0 for numbers.
+_OBJECT_DTYPE_FLAGS = 63
+# numpy's dtype __setstate__ version written by numpy pickles.
+_DTYPE_STATE_VERSION = 3
+# Exit status of the child below when the loader refused the file cleanly.
+_REFUSED_RC = 3
+# Seconds a child may take to import torch and load one hand model file.
+_CHILD_TIMEOUT_S = 120
+
+
+def _op_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()  # GLOBAL
+
+
+def _op_text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+
+
+def _op_int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)  # BININT
+
+
+def _op_tuple(*items: bytes) -> bytes:
+    return b"(" + b"".join(items) + b"t"  # MARK ... TUPLE
+
+
+def _op_bytes(raw: bytes) -> bytes:
+    """Bytes the way protocol 2 writes them: _codecs.encode(latin-1 text, 'latin1')."""
+    return (_op_global("_codecs", "encode")
+            + _op_tuple(_op_text(raw.decode("latin1")), _op_text("latin1")) + b"R")  # REDUCE
+
+
+def _op_dtype(code: str, flags: int, byteorder: str = "|") -> bytes:
+    """numpy.dtype(code, False, True) + BUILD with the given flags (numpy's own layout)."""
+    state = _op_tuple(_op_int(_DTYPE_STATE_VERSION), _op_text(byteorder), b"N", b"N", b"N",
+                      _op_int(-1), _op_int(-1), _op_int(flags))
+    return (_op_global("numpy", "dtype") + _op_tuple(_op_text(code), b"\x89", b"\x88")
+            + b"R" + state + b"b")  # NEWFALSE NEWTRUE, REDUCE, BUILD
+
+
+def _op_array(dtype_ops: bytes, count: int, raw: bytes) -> bytes:
+    """_reconstruct(ndarray, (0,), b'b') + BUILD (1, (count,), dtype, False, raw)."""
+    return (_op_global("numpy.core.multiarray", "_reconstruct")
+            + _op_tuple(_op_global("numpy", "ndarray"), _op_tuple(_op_int(0)), _op_bytes(b"b"))
+            + b"R" + _op_tuple(_op_int(1), _op_tuple(_op_int(count)), dtype_ops, b"\x89",
+                               _op_bytes(raw)) + b"b")
+
+
+def _memo_put(index: int) -> bytes:
+    return b"r" + struct.pack("<I", index)  # LONG_BINPUT
+
+
+def _memo_get(index: int) -> bytes:
+    return b"j" + struct.pack("<I", index)  # LONG_BINGET
+
+
+def _attack_value(case: str, memo: int) -> bytes:
+    """Opcodes leaving one malicious value on the stack; memo = first free memo index."""
+    two_pointers = _BAD_POINTER * 2
+    if case == "object_array_from_bytes":  # the reported SIGSEGV: flags cleared, raw bytes
+        return _op_array(_op_dtype("O8", 0), 2, two_pointers)
+    if case == "object_array_object_flags":
+        return _op_array(_op_dtype("O8", _OBJECT_DTYPE_FLAGS), 2, two_pointers)
+    if case == "void_array":
+        return _op_array(_op_dtype("V8", 0), 2, two_pointers)
+    if case == "string_array":
+        return _op_array(_op_dtype("U2", 0, "<"), 2, two_pointers)
+    if case == "float_dtype_with_object_flags":
+        return _op_array(_op_dtype("f8", _OBJECT_DTYPE_FLAGS, "<"), 2, two_pointers)
+    if case == "object_scalar_from_bytes":
+        return (_op_global("numpy.core.multiarray", "scalar")
+                + _op_tuple(_op_dtype("O8", 0), _op_bytes(_BAD_POINTER)) + b"R")
+    if case == "ndarray_called_on_buffer":
+        return (_op_global("numpy", "ndarray")
+                + _op_tuple(_op_tuple(_op_int(2)), _op_dtype("O8", 0), _op_bytes(two_pointers))
+                + b"R")
+    if case == "dtype_rebuilt_after_use":  # a clean float array, then its dtype re-flagged
+        state = _op_tuple(_op_int(_DTYPE_STATE_VERSION), _op_text("<"), b"N", b"N", b"N",
+                          _op_int(-1), _op_int(-1), _op_int(_OBJECT_DTYPE_FLAGS))
+        return (_op_array(_op_dtype("f8", 0, "<") + _memo_put(memo), 2, two_pointers)
+                + _memo_get(memo) + state + b"b" + b"0")  # BUILD the dtype again, POP it
+    raise AssertionError(case)
+
+
+def _malicious_mano_pickle(case: str) -> bytes:
+    """A valid MANO-like model (protocol 2) whose v_template is replaced by the attack."""
+    data = _mano_like(9)
+    del data["v_template"]
+    base = pickle.dumps(data, protocol=2)
+    assert base.endswith(b"u.")  # ... SETITEMS STOP: append one more key/value pair
+    memo = 1 + max(arg for op, arg, _ in pickletools.genops(base) if op.name.endswith("PUT"))
+    out = base[:-2] + _op_text("v_template") + _attack_value(case, memo) + b"u."
+    used = {arg for op, arg, _ in pickletools.genops(out) if op.name == "GLOBAL"}
+    assert used <= _ATTACK_GLOBALS, used  # only globals the unpickler allows
+    return out
+
+
+_CHILD = """
+import sys
+import numpy as np
+from dir_ros import hand_model as hm
+try:
+    arrays = hm.load_mano_pickle(sys.argv[1], "right")
+except hm.UnsafePickleError as err:
+    print(err)
+    sys.exit({rc})
+print("loaded", repr(arrays.v_template), np.asarray(arrays.v_template, float).sum())
+""".format(rc=_REFUSED_RC)
+
+
+@pytest.mark.parametrize("case", [
+    "object_array_from_bytes", "object_array_object_flags", "void_array", "string_array",
+    "float_dtype_with_object_flags", "object_scalar_from_bytes", "ndarray_called_on_buffer",
+    "dtype_rebuilt_after_use"])
+def test_non_numeric_dtype_refused_without_crash(tmp_path, case):
+    """Arrays/scalars with object, void or string dtypes (or a dtype re-flagged as object)
+    are refused with UnsafePickleError naming the file. Loaded in a child process so that
+    a segfault fails this test instead of killing pytest."""
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(_malicious_mano_pickle(case))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True,
+                          text=True, timeout=_CHILD_TIMEOUT_S)
+    assert proc.returncode == _REFUSED_RC, (
+        f"rc {proc.returncode}: stdout {proc.stdout[-500:]!r} stderr {proc.stderr[-500:]!r}")
+    message = proc.stdout.strip()
+    assert str(path) in message and "refusing" in message and "\n" not in message
+
+
+def test_numeric_arrays_and_scalars_still_load(tmp_path):
+    """The dtype checks keep every numeric kind: bool, int, uint, float, complex arrays,
+    numpy scalars and big-endian data (as in models written on other machines)."""
+    data = dict(_mano_like(10), extra=[np.zeros(3, bool), np.arange(4, dtype=np.uint16),
+                                       np.ones(2, np.complex64), np.float32(1.5), np.int64(7)])
+    data["hands_mean"] = data["hands_mean"].astype(">f8")
+    path = tmp_path / "MANO_RIGHT.pkl"
+    for protocol in (0, 2, 4):
+        with open(path, "wb") as fh:
+            pickle.dump(data, fh, protocol=protocol)
+        hm._load_cached.cache_clear()
+        arrays = hm.load_mano_pickle(path, "right")
+        assert np.array_equal(arrays.hands_mean, data["hands_mean"])  # same stored values
+        assert type(arrays.v_template) is np.ndarray
 
 
 def test_missing_folder_file_key(tmp_path):

@@ -150,3 +150,65 @@ def test_evaluator_without_ground_truth_reports_rates_only() -> None:
     assert not s["has_ground_truth"] and "metrics" not in s
     assert s["hands"]["left"]["valid_rate"] == 1.0 and s["hands"]["right"]["valid_rate"] == 0.5
     assert s["hands"]["left"]["confidence"]["mean"] == pytest.approx(0.9)
+
+
+# Offset (m) given to the positions of ground-truth joints that are not annotated: scoring
+# them would add hundreds of mm of error.
+UNANNOTATED_OFFSET_M = 0.5
+
+
+def test_unannotated_gt_joints_are_excluded() -> None:
+    """GT joints marked not annotated (NaN, as joint_valid false writes them) are left out
+    of MPJPE / PCK; a hand whose wrist or middle MCP is not annotated cannot be aligned and
+    is counted, not scored; MRRPE needs both GT wrists."""
+    rng = np.random.default_rng(RNG_SEED)
+    lj, rj = _hand(rng, (-0.1, 0, 0.5))[0], _hand(rng, (0.1, 0, 0.5))[0]
+    pred_r = rj.copy()
+    pred_r[[4, 8]] += UNANNOTATED_OFFSET_M  # wrong only where the GT says "not annotated"
+    gt_r = rj.copy()
+    gt_r[[4, 8]] = np.nan
+    gt_l_no_wrist = lj.copy()
+    gt_l_no_wrist[M.WRIST] = np.nan
+    ev = Evaluator(compute_iv=False)
+    ev.add(_frame(lj, pred_r), _frame(gt_l_no_wrist, gt_r))
+    s = ev.summary()
+    right, left = s["hands"]["right"], s["hands"]["left"]
+    assert right["scored"] == 1 and right["gt_joints_not_annotated"] == 2
+    assert left["scored"] == 0 and left["gt_unalignable"] == 1
+    assert s["metrics"]["wrist"]["right"]["mpjpe_mm"] == pytest.approx(0.0, abs=1e-9)
+    assert s["metrics"]["wrist"]["right"]["auc"] == pytest.approx(1.0)
+    assert s["metrics"]["wrist"]["left"]["mpjpe_mm"] is None
+    assert s["mrrpe_frames"] == 0 and s["mrrpe_unavailable_frames"] == 1
+
+
+def test_confidence_of_invalid_hands_is_reported() -> None:
+    """Hands below min_confidence (invalid) keep their confidence, reported apart from the
+    valid ones and, with ground truth, split by whether the hand is really there."""
+    rng = np.random.default_rng(RNG_SEED)
+    lj = _hand(rng, (-0.1, 0, 0.5))[0]
+
+    def pred(left_conf: float, left_valid: bool) -> FrameSample:
+        return FrameSample(left=HandSample(valid=left_valid, joints=lj if left_valid else None,
+                                           confidence=left_conf),
+                           right=HandSample(valid=False, confidence=0.1))
+
+    ev = Evaluator(compute_iv=False)
+    ev.add(pred(0.9, True), _frame(lj, None))
+    ev.add(pred(0.3, False), _frame(lj, None))  # a real hand scored below the threshold
+    ev.add(pred(0.2, False), _frame(None, None))
+    hands = ev.summary()["hands"]
+    assert hands["left"]["confidence"]["mean"] == pytest.approx(0.9)
+    assert hands["left"]["confidence_invalid"]["mean"] == pytest.approx(0.25)
+    assert hands["left"]["confidence_gt_hand"]["mean"] == pytest.approx(0.6)
+    assert hands["left"]["confidence_gt_no_hand"]["mean"] == pytest.approx(0.2)
+    assert hands["right"]["confidence"] is None
+    assert hands["right"]["confidence_invalid"]["max"] == pytest.approx(0.1)
+
+
+def test_hand_sample_keeps_confidence_of_invalid_hand() -> None:
+    class Invalid:
+        valid = False
+        confidence = 0.35
+
+    sample = M.hand_sample(Invalid())
+    assert not sample.valid and sample.confidence == pytest.approx(0.35)

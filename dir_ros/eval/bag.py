@@ -7,6 +7,7 @@ bags written here embed the definitions, so any ROS 2 tool (or AnyReader) can re
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ DEFAULT_JPEG_QUALITY = 95  # OpenCV JPEG quality (0-100); image_transport's defa
 BAG_VERSION = 9  # rosbag2 metadata version written by Jazzy
 STORAGES = ("mcap", "sqlite3")
 NUM_DISTORTION = 5  # plumb_bob coefficients (k1 k2 t1 t2 k3)
+CAMERA_INFO_NAME = "camera_info"  # image_transport: <ns>/<image> pairs with <ns>/camera_info
+# Last topic components image_transport appends for its transports (<image>/<transport>).
+TRANSPORT_SUFFIXES = ("compressed", "compressedDepth", "theora", "zstd", "ffmpeg", "h264")
+# A bag is written into this hidden sibling folder and renamed into place when complete.
+PARTIAL_SUFFIX = ".partial"
 
 
 class BagError(ValueError):
@@ -146,7 +152,9 @@ def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
                  metric=False, joints=[Point(x=0.0, y=0.0, z=0.0) for _ in range(NUM_KEYPOINTS)],
                  vertices=np.zeros(0, np.float32), faces=faces, pose=np.zeros(POSE_DIM, np.float32),
                  shape=np.zeros(SHAPE_DIM, np.float32), keypoints_2d=np.zeros(2 * NUM_KEYPOINTS, np.float32))
-    j = np.asarray(hand.joints, float).reshape(NUM_KEYPOINTS, 3)
+    j = np.asarray(hand.joints, float).reshape(NUM_KEYPOINTS, 3).copy()
+    if hand.joint_valid is not None:
+        j[~np.asarray(hand.joint_valid, bool)] = np.nan  # unannotated joints: NaN in /hands/gt
     pose = np.zeros(POSE_DIM) if hand.pose is None else np.asarray(hand.pose, float)
     q = axis_angle_to_quat(pose[:3]) if hand.pose is not None else np.array([0.0, 0.0, 0.0, 1.0])
     kp2d = np.zeros((NUM_KEYPOINTS, 2))
@@ -180,6 +188,16 @@ def two_hand_msg(store: Any, stamp_ns: int, frame_id: str, hands: dict[str, GtHa
 # Decoding messages
 
 
+def camera_info_topic_for(image_topic: str) -> str:
+    """The CameraInfo topic image_transport pairs with an image topic: a transport suffix
+    dropped, then the last name replaced by camera_info (/cam/color/image_raw/compressed ->
+    /cam/color/camera_info)."""
+    parts = image_topic.rstrip("/").split("/")
+    if len(parts) > 1 and parts[-1] in TRANSPORT_SUFFIXES:
+        parts = parts[:-1]
+    return "/".join(parts[:-1] + [CAMERA_INFO_NAME])
+
+
 def K_from_camera_info(msg: Any) -> np.ndarray | None:
     """(3,3) intrinsics of a CameraInfo, None when uncalibrated (all zeros)."""
     K = np.asarray(msg.k, float).reshape(3, 3)
@@ -209,24 +227,48 @@ def write_dataset_bag(
     compressed: bool = False,
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool = False,
+    ground_truth: bool | None = None,
 ) -> dict[str, int]:
     """Write camera_info, image and /hands/gt for every frame; returns message counts per topic.
 
     All three messages of a frame share one header (the frame's stamp and frame_id), and
-    the bag's receive timestamps equal the header stamps.
+    the bag's receive timestamps equal the header stamps. ground_truth: write /hands/gt
+    (None: when any frame carries hand annotations). The bag is written under a temporary
+    name beside `path` and renamed to it when complete, so a failure leaves nothing behind.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     if storage not in STORAGES:
         raise BagError(f"unknown storage {storage!r} (allowed: {', '.join(STORAGES)})")
     path = Path(path)
     if path.exists():
         raise BagError(f"output bag already exists: {path}")
+    frames = sorted(frames, key=lambda f: f.stamp_ns)
+    if ground_truth is None:
+        ground_truth = any(getattr(f, "annotated", True) for f in frames)
+    staging = path.parent / f".{path.name}{PARTIAL_SUFFIX}-{os.getpid()}"
+    if staging.exists():  # left by an earlier run of this process id that was killed
+        shutil.rmtree(staging)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    try:
+        counts = _write_frames(staging / path.name, frames, storage, frame_id, compressed,
+                               jpeg_quality, progress, ground_truth)
+        os.replace(staging / path.name, path)  # same folder: atomic
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return counts
+
+
+def _write_frames(path: Path, frames: list[DatasetFrame], storage: str, frame_id: str,
+                  compressed: bool, jpeg_quality: int, progress: bool,
+                  ground_truth: bool) -> dict[str, int]:
+    """Write the messages of write_dataset_bag into a new bag at path."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
     store = make_typestore()
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     img_topic, img_type = (TOPIC_COMPRESSED, COMPRESSED_IMAGE) if compressed else (TOPIC_IMAGE, IMAGE)
-    counts = {TOPIC_INFO: 0, img_topic: 0, TOPIC_GT: 0}
-    iterator: Any = sorted(frames, key=lambda f: f.stamp_ns)
+    counts = {TOPIC_INFO: 0, img_topic: 0, **({TOPIC_GT: 0} if ground_truth else {})}
+    iterator: Any = frames
     if progress:
         from tqdm import tqdm
 
@@ -234,7 +276,7 @@ def write_dataset_bag(
     with Writer(path, version=BAG_VERSION, storage_plugin=plugin) as writer:
         c_info = writer.add_connection(TOPIC_INFO, CAMERA_INFO, typestore=store)
         c_img = writer.add_connection(img_topic, img_type, typestore=store)
-        c_gt = writer.add_connection(TOPIC_GT, TWO_HAND_MESH, typestore=store)
+        c_gt = writer.add_connection(TOPIC_GT, TWO_HAND_MESH, typestore=store) if ground_truth else None
         for fr in iterator:
             rgb = fr.load_rgb()
             t = fr.stamp_ns
@@ -242,10 +284,11 @@ def write_dataset_bag(
             info = camera_info_msg(store, t, frame_id, fr.K, w, h)
             img = (compressed_msg(store, t, frame_id, rgb, jpeg_quality) if compressed
                    else image_msg(store, t, frame_id, rgb))
-            gt = two_hand_msg(store, t, frame_id, fr.hands, fr.K)
             writer.write(c_info, t, store.serialize_cdr(info, CAMERA_INFO))
             writer.write(c_img, t, store.serialize_cdr(img, img_type))
-            writer.write(c_gt, t, store.serialize_cdr(gt, TWO_HAND_MESH))
+            if c_gt is not None:
+                gt = two_hand_msg(store, t, frame_id, fr.hands, fr.K)
+                writer.write(c_gt, t, store.serialize_cdr(gt, TWO_HAND_MESH))
             for topic in counts:
                 counts[topic] += 1
     return counts

@@ -22,6 +22,9 @@ camera optical frame (x right, y down, z forward), keypoint order of the project
           "K": [[...],[...],[...]],           # 3x3, required unless given at top level
           "left":  {"valid": true,
                     "joints": [[x,y,z], ...21],   # required when valid
+                    "joint_valid": [1, 1, 0, ...21],  # optional per-joint validity
+                                                  #   (InterHand2.6M's joint_valid); the
+                                                  #   positions of invalid joints are ignored
                     "vertices": [[x,y,z], ...],   # optional (V,3): mesh metrics need it
                     "faces": [[a,b,c], ...],      # optional (F,3) (else top-level faces)
                     "pose": [...48],              # optional axis-angle, MANO order
@@ -32,7 +35,9 @@ camera optical frame (x right, y down, z forward), keypoint order of the project
     }
 
 A top-level JSON list is accepted as the ``frames`` list. A missing hand entry means
-``valid: false``. Images: anything OpenCV reads (PNG, JPEG, ...), colour or grey.
+``valid: false``; a file in which no frame has a "left" or "right" entry has no ground
+truth at all (make-bag then writes no /hands/gt topic). Images: anything OpenCV reads
+(PNG, JPEG, ...), colour or grey; truncated JPEG / PNG files are refused.
 """
 from __future__ import annotations
 
@@ -54,6 +59,16 @@ DEFAULT_FPS = 30.0  # stamp spacing when frames carry no stamp (typical camera r
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 POSE_DIM = 48  # HandMesh.pose length
 SHAPE_DIM = 10  # HandMesh.shape length
+# File signatures and end markers used to refuse truncated images (OpenCV decodes a cut
+# JPEG without error, filling the missing part with grey).
+JPEG_SOI = b"\xff\xd8"  # start of image
+JPEG_SOS = b"\xff\xda"  # start of scan (entropy-coded data follows)
+JPEG_EOI = b"\xff\xd9"  # end of image; cannot occur inside scan data (byte stuffing)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"IEND"  # type of PNG's last chunk
+# IEND chunk = length (4) + type (4) + CRC (4): its type starts 8 bytes before the end.
+PNG_IEND_FROM_END = 8
+HAND_KEYS = SIDES  # frame keys that carry ground truth
 
 
 class DatasetError(ValueError):
@@ -66,6 +81,7 @@ class GtHand:
 
     valid: bool
     joints: np.ndarray | None = None  # (21,3)
+    joint_valid: np.ndarray | None = None  # (21,) bool; None: every joint valid
     vertices: np.ndarray | None = None  # (V,3)
     faces: np.ndarray | None = None  # (F,3)
     pose: np.ndarray | None = None  # (48,)
@@ -82,18 +98,48 @@ class DatasetFrame:
     hands: dict[str, GtHand]
     image_path: Path | None = None
     rgb: np.ndarray | None = field(default=None, repr=False)  # (H,W,3) uint8 when in memory
+    annotated: bool = True  # the frame has a "left" or "right" entry (ground truth)
 
     def load_rgb(self) -> np.ndarray:
-        """The frame's image as (H,W,3) uint8 RGB."""
+        """The frame's image as (H,W,3) uint8 RGB; DatasetError for unreadable, truncated
+        or undecodable files."""
         if self.rgb is not None:
             return self.rgb
         import cv2
 
         assert self.image_path is not None
-        bgr = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
+        data = read_image_file(self.image_path)
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise DatasetError(f"cannot read image {self.image_path}")
+            raise DatasetError(f"cannot decode image {self.image_path}")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_file_problem(data: bytes) -> str | None:
+    """Why the bytes of an image file are incomplete (empty, JPEG without its end marker
+    after the scan data, PNG without its IEND chunk), or None when they look complete.
+    Other formats are left to the decoder."""
+    if not data:
+        return "empty file"
+    if data.startswith(JPEG_SOI):
+        if data.rfind(JPEG_EOI) < data.rfind(JPEG_SOS) or JPEG_SOS not in data:
+            return "truncated JPEG (no end-of-image marker after the scan data)"
+    elif data.startswith(PNG_SIGNATURE):
+        if PNG_IEND not in data[-PNG_IEND_FROM_END - len(PNG_IEND):]:
+            return "truncated PNG (no IEND chunk at the end)"
+    return None
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of an image file, checked to be complete; DatasetError names the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise DatasetError(f"cannot read image {path}: {err.strerror or err}") from None
+    problem = image_file_problem(data)
+    if problem:
+        raise DatasetError(f"image {path}: {problem}")
+    return data
 
 
 def _array(value: Any, shape: tuple[int, ...] | None, what: str, dtype: Any = float) -> np.ndarray:
@@ -135,6 +181,13 @@ def _parse_hand(entry: Any, default_faces: Any, what: str) -> GtHand:
     if "joints" not in entry:
         raise DatasetError(f"{what}: valid hand needs 'joints' (21x3, metres)")
     hand = GtHand(valid=True, joints=_array(entry["joints"], (NUM_KEYPOINTS, 3), f"{what}.joints"))
+    if entry.get("joint_valid") is not None:
+        flags = _array(entry["joint_valid"], (NUM_KEYPOINTS,), f"{what}.joint_valid")
+        if not np.all((flags == 0) | (flags == 1)):
+            raise DatasetError(f"{what}.joint_valid: entries must be 0/1 or false/true")
+        hand.joint_valid = flags.astype(bool)
+        if not hand.joint_valid.any():  # nothing annotated: the hand is not ground truth
+            return GtHand(valid=False)
     if entry.get("vertices") is not None:
         hand.vertices = _array(entry["vertices"], (None, 3), f"{what}.vertices")
     faces = entry.get("faces", default_faces)
@@ -190,6 +243,7 @@ def load_folder_dataset(
         img = image_dir / str(fr["image"])
         if not img.is_file():
             raise DatasetError(f"{what}: image not found: {img}")
+        read_image_file(img)  # refuse empty / truncated files before any bag is written
         k_val = fr.get("K", default_k)
         if k_val is None:
             raise DatasetError(f"{what}: no 'K' (3x3 intrinsics) in the frame or at top level")
@@ -202,8 +256,10 @@ def load_folder_dataset(
             raise DatasetError(f"{what}: stamps must increase strictly ({stamp} ns after {last_stamp} ns)")
         last_stamp = stamp
         hands = {s: _parse_hand(fr.get(s), default_faces.get(s), f"{what}.{s}") for s in SIDES}
-        frames.append(DatasetFrame(index=i, stamp_ns=stamp, K=K, hands=hands, image_path=img))
-    info = {k: top[k] for k in ("frame_id",) if k in top}
+        frames.append(DatasetFrame(index=i, stamp_ns=stamp, K=K, hands=hands, image_path=img,
+                                   annotated=any(k in fr for k in HAND_KEYS)))
+    info: dict[str, Any] = {k: top[k] for k in ("frame_id",) if k in top}
+    info["has_ground_truth"] = any(f.annotated for f in frames)
     return frames, info
 
 
@@ -227,7 +283,7 @@ def write_folder_dataset(
         for s in SIDES:
             h = fr.hands[s]
             e: dict[str, Any] = {"valid": h.valid}
-            for key in ("joints", "vertices", "faces", "pose", "shape"):
+            for key in ("joints", "joint_valid", "vertices", "faces", "pose", "shape"):
                 val = getattr(h, key)
                 if h.valid and val is not None:
                     e[key] = np.asarray(val).tolist()

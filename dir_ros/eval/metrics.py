@@ -265,7 +265,8 @@ def interpenetration_volume(
 
 @dataclass
 class HandSample:
-    """One hand of one frame, prediction or ground truth (camera optical frame, metres)."""
+    """One hand of one frame, prediction or ground truth (camera optical frame, metres).
+    A ground-truth joint that is not annotated (joint_valid false) is NaN."""
 
     valid: bool
     joints: np.ndarray | None = None  # (21,3) m
@@ -292,9 +293,12 @@ class FrameSample:
 def hand_sample(hand: Any, joints: Any = None, metric: bool = True) -> HandSample:
     """HandSample from a hand-like object (predictor HandsResult, HandMesh message, None):
     valid, joints (or the `joints` given, e.g. converted from geometry_msgs/Point), vertices,
-    faces (empty -> None), metric (`metric` when the object has none), confidence."""
-    if hand is None or not bool(getattr(hand, "valid", False)):
+    faces (empty -> None), metric (`metric` when the object has none), confidence (kept
+    for invalid hands too: it is what min_confidence is tuned on)."""
+    if hand is None:
         return HandSample(valid=False)
+    if not bool(getattr(hand, "valid", False)):
+        return HandSample(valid=False, confidence=float(getattr(hand, "confidence", math.nan)))
     verts = getattr(hand, "vertices", None)
     faces = getattr(hand, "faces", None)
     return HandSample(
@@ -338,7 +342,12 @@ class _HandAccum:
     mesh_j_pred: list[np.ndarray] = field(default_factory=list)
     mesh_j_gt: list[np.ndarray] = field(default_factory=list)
     miaa: list[float] = field(default_factory=list)
-    confidence: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)  # valid predictions
+    confidence_invalid: list[float] = field(default_factory=list)  # invalid predictions
+    # confidence of every prediction (valid or not) by whether the GT hand is there: the
+    # two distributions a min_confidence threshold separates
+    confidence_gt_hand: list[float] = field(default_factory=list)
+    confidence_gt_no_hand: list[float] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: {
             "frames": 0,
@@ -349,6 +358,8 @@ class _HandAccum:
             "false_positive": 0,  # GT invalid, prediction valid
             "mesh_unavailable": 0,  # scored, but no comparable vertices (absent / other V)
             "miaa_unavailable": 0,  # scored, but no K, vertices or metric prediction
+            "gt_unalignable": 0,  # both valid, but GT wrist or middle MCP not annotated
+            "gt_joints_not_annotated": 0,  # joints excluded from scored hands (joint_valid)
         }
     )
 
@@ -395,17 +406,23 @@ class Evaluator:
         pred: FrameSample | None,
         gt: FrameSample | None,
     ) -> None:
+        """One side of one frame: counts, confidences and, when both are valid and the GT
+        hand can be aligned, the joints / vertices to score (unannotated GT joints: NaN)."""
         acc = self.hands[side]
         c = acc.counts
         c["frames"] += 1
         p_valid = p is not None and p.valid and p.joints is not None
         g_valid = g is not None and g.valid and g.joints is not None
+        has_conf = p is not None and not math.isnan(p.confidence)
         if p_valid:
             c["pred_valid"] += 1
-            if not math.isnan(p.confidence):
-                acc.confidence.append(float(p.confidence))
+        if has_conf:
+            (acc.confidence if p_valid else acc.confidence_invalid).append(float(p.confidence))
         if g is None:
             return
+        if has_conf:
+            (acc.confidence_gt_hand if g_valid else acc.confidence_gt_no_hand).append(
+                float(p.confidence))
         if g_valid:
             c["gt_valid"] += 1
         if g_valid and not p_valid:
@@ -414,9 +431,14 @@ class Evaluator:
             c["false_positive"] += 1
         if not (p_valid and g_valid):
             return
-        c["scored"] += 1
         pj = np.asarray(p.joints, float).reshape(NUM_KEYPOINTS, 3)
         gj = np.asarray(g.joints, float).reshape(NUM_KEYPOINTS, 3)
+        annotated = np.isfinite(gj).all(axis=1)
+        if not (annotated[WRIST] and annotated[MIDDLE_MCP]):  # every alignment needs both
+            c["gt_unalignable"] += 1
+            return
+        c["scored"] += 1
+        c["gt_joints_not_annotated"] += int((~annotated).sum())
         acc.pred_j.append(pj)
         acc.gt_j.append(gj)
         pv = None if p.vertices is None else np.asarray(p.vertices, float).reshape(-1, 3)
@@ -436,10 +458,16 @@ class Evaluator:
         acc.miaa.append(float(miaa_px(pv[None], pj[None, WRIST], gv[None], gj[None, WRIST], K)[0]))
 
     def _add_pair(self, pred: FrameSample, gt: FrameSample) -> None:
+        """MRRPE of a frame with both hands valid in prediction and ground truth."""
         ok = all(
             h.valid and h.joints is not None for h in (pred.left, pred.right, gt.left, gt.right)
         )
         if not ok:
+            return
+        gt_wrists = [np.asarray(h.joints, float).reshape(NUM_KEYPOINTS, 3)[WRIST]
+                     for h in (gt.left, gt.right)]
+        if not all(np.isfinite(w).all() for w in gt_wrists):  # wrist not annotated
+            self.mrrpe_unavailable += 1
             return
         if not (pred.left.metric and pred.right.metric):
             self.mrrpe_unavailable += 1
@@ -483,6 +511,9 @@ class Evaluator:
             c = dict(acc.counts)
             c["valid_rate"] = c["pred_valid"] / c["frames"] if c["frames"] else None
             c["confidence"] = describe(acc.confidence)
+            c["confidence_invalid"] = describe(acc.confidence_invalid)
+            c["confidence_gt_hand"] = describe(acc.confidence_gt_hand)
+            c["confidence_gt_no_hand"] = describe(acc.confidence_gt_no_hand)
             out["hands"][side] = c
         iv = {
             "mean_cm3": _mean_or_none(self.iv),

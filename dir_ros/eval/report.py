@@ -16,6 +16,12 @@ PCK_DPI = 100  # -> 600 x 450 px
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PCK_PNG = "pck.png"
+# pck.png's message when it has no curve.
+PCK_NO_GT_TEXT = "no ground truth: no PCK"
+PCK_NOTHING_SCORED_TEXT = ("ground truth present, but no hand was scored\n"
+                           "(no frame with a valid prediction and valid ground truth)")
+# Topic roles listed in report.md, in this order.
+TOPIC_ROLES = ("image", "camera_info", "ground_truth", "predictions")
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -52,7 +58,19 @@ def markdown(summary: dict[str, Any]) -> str:
                  f"without any prediction: {fr['without_prediction']})")
     if "unmatched_predictions" in summary:
         lines.append(f"- prediction messages matching no frame (by header stamp): {summary['unmatched_predictions']}")
+    if summary.get("undecodable_frames"):
+        lines.append(f"- frames skipped because their image could not be decoded (counted as "
+                     f"without prediction, as the node skips them): "
+                     f"{summary['undecodable_frames']} (first: {summary.get('undecodable_example', '')})")
+    topics = summary.get("topics") or {}
+    used = [f"{role} `{topics[role]}`" for role in TOPIC_ROLES if topics.get(role)]
+    lines.append("- topics: " + (", ".join(used) if used else NA))
+    if summary.get("camera_info_choice"):
+        lines.append(f"- camera_info: {summary['camera_info_choice']}")
     lines.append("")
+    hints = summary.get("hints") or []
+    if hints:
+        lines += ["## Hints", ""] + [f"- {h}" for h in hints] + [""]
     if summary.get("has_ground_truth"):
         lines += [
             "## Accuracy",
@@ -76,7 +94,8 @@ def markdown(summary: dict[str, Any]) -> str:
                 lines.append(f"| {title} | {hand} | {_fmt(e['mpjpe_mm'])} | {_fmt(e['mpvpe_mm'])} | "
                              f"{mrrpe} | {mi} | {_fmt(e['auc'], 3)} |")
         lines += ["", f"MRRPE over {summary.get('mrrpe_frames', 0)} frames with both hands valid "
-                  f"(not computable for {summary.get('mrrpe_unavailable_frames', 0)} non-metric frames).", ""]
+                  f"(not computable for {summary.get('mrrpe_unavailable_frames', 0)} frames: "
+                  f"non-metric prediction or GT wrist not annotated).", ""]
     else:
         lines += ["No ground truth in the bag: rates, latency, drops and confidence only.", ""]
     lines += [
@@ -94,6 +113,14 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{c['scored']} | {c['missing']} | {c['false_positive']} | {c['mesh_unavailable']} | "
             f"{_fmt(conf.get('mean'), 3)} |"
         )
+    unalignable = {s: summary["hands"][s].get("gt_unalignable", 0) for s in SIDES}
+    skipped_joints = {s: summary["hands"][s].get("gt_joints_not_annotated", 0) for s in SIDES}
+    if any(unalignable.values()) or any(skipped_joints.values()):
+        lines += ["", "Per-joint ground-truth validity: "
+                  + ", ".join(f"{s}: {unalignable[s]} hands not scored (wrist or middle MCP not "
+                              f"annotated), {skipped_joints[s]} joints of scored hands excluded"
+                              for s in SIDES) + "."]
+    lines += _confidence_lines(summary)
     iv = summary.get("interpenetration", {})
     lines += ["", "## Other", ""]
     lines.append(f"- interpenetration volume of the predicted meshes ({_fmt(iv.get('pitch_cm'), 1)} cm voxels): "
@@ -107,6 +134,33 @@ def markdown(summary: dict[str, Any]) -> str:
     for key, val in rates.items():
         lines.append(f"- {key} rate: {_fmt(val)} Hz")
     return "\n".join(lines) + "\n"
+
+
+def _confidence_lines(summary: dict[str, Any]) -> list[str]:
+    """The confidence table used to tune min_confidence: valid and invalid predictions, and
+    (with ground truth) every prediction split by whether the hand is really there."""
+    columns = [("confidence", "valid predictions"), ("confidence_invalid", "invalid predictions")]
+    if summary.get("has_ground_truth"):
+        columns += [("confidence_gt_hand", "GT hand present"),
+                    ("confidence_gt_no_hand", "GT hand absent")]
+    lines = ["", "## Confidence (to tune min_confidence)", "",
+             "Mean / median / p95 / min / max of the predicted confidence; invalid predictions "
+             "include hands below min_confidence.", "",
+             "| Hand | " + " | ".join(title for _, title in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for side in SIDES:
+        cells = []
+        for key, _ in columns:
+            d = summary["hands"][side].get(key)
+            cells.append(NA if not d else " / ".join(_fmt(d[k], 3) for k in
+                                                     ("mean", "median", "p95", "min", "max")))
+        lines.append(f"| {side} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def pck_placeholder_text(summary: dict[str, Any]) -> str:
+    """What pck.png says when it has no curve: no ground truth, or nothing scored."""
+    return PCK_NOTHING_SCORED_TEXT if summary.get("has_ground_truth") else PCK_NO_GT_TEXT
 
 
 def plot_pck(summary: dict[str, Any], path: str | Path) -> Path:
@@ -132,7 +186,8 @@ def plot_pck(summary: dict[str, Any], path: str | Path) -> Path:
             ax.plot(t, e["pck"], style, label=f"{variant} {hand} (AUC {auc})")
             plotted = True
     if not plotted:
-        ax.text(0.5, 0.5, "no ground truth: no PCK", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, pck_placeholder_text(summary), ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlim(0, PCK_MAX_MM)
     ax.set_ylim(0, 1.0)
     ax.set_xlabel("error threshold (mm)")
