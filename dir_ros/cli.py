@@ -1,4 +1,5 @@
-"""Console script ``dir-ros``: ``make-bag`` (dataset -> rosbag2) and ``eval-bag`` (score a bag).
+"""Console script ``dir-ros``: ``make-bag`` (dataset -> rosbag2), ``eval-bag`` (score a bag),
+``infer`` (hands on your own images and videos) and ``check-weights`` (a DIR checkpoint).
 
 Library entry points used by the CLI and the tests: :func:`make_bag`, :func:`eval_bag`.
 No ROS installation is needed (bags are read and written with rosbags).
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,9 +48,12 @@ def make_bag(args: argparse.Namespace) -> dict[str, int]:
     source = SOURCES[args.source]
     frames, info = source.open(args)
     frame_id = args.frame_id or info.get("frame_id") or DEFAULT_FRAME_ID
+    # no hand annotations in the source: no /hands/gt (a topic of invalid hands would be
+    # scored as "no hand in any frame")
     return write_dataset_bag(
         args.output, frames, storage=args.storage, frame_id=frame_id, compressed=args.compressed,
         jpeg_quality=args.jpeg_quality, progress=not args.no_progress,
+        ground_truth=info.get("has_ground_truth"),
     )
 
 
@@ -104,69 +110,104 @@ def _rate_hz(stamps: list[int]) -> float | None:
     return (len(stamps) - 1) * NS_PER_S / (stamps[-1] - stamps[0])
 
 
+def _choose_camera_info(topics: dict[str, str], wanted: str | None,
+                        image_topic: str | None) -> tuple[str | None, str]:
+    """The CameraInfo topic for the image topic, and how it was chosen: --info-topic, else
+    the one image_transport pairs with the image topic by name (<ns>/image_raw ->
+    <ns>/camera_info), else the bag's only CameraInfo topic; several and none of them the
+    pair: BagError (a colour and a depth camera_info must not be guessed between)."""
+    from .eval.bag import CAMERA_INFO, TOPIC_INFO, BagError, camera_info_topic_for
+
+    if wanted:
+        if wanted not in topics:
+            raise BagError(f"camera_info topic {wanted!r} not in the bag (topics: {', '.join(sorted(topics))})")
+        if topics[wanted] != CAMERA_INFO:
+            raise BagError(f"--info-topic {wanted!r} carries {topics[wanted]}, not {CAMERA_INFO}")
+        return wanted, "given by --info-topic"
+    infos = sorted(t for t, ty in topics.items() if ty == CAMERA_INFO)
+    paired = camera_info_topic_for(image_topic) if image_topic else TOPIC_INFO
+    if paired in infos:
+        return paired, (f"paired with the image topic {image_topic} by name" if image_topic
+                        else "the default topic")
+    if len(infos) == 1:
+        return infos[0], f"the bag's only CameraInfo topic ({paired} is not in the bag)"
+    if not infos:
+        return None, "none in the bag (no intrinsics: MIAA and metric positions need them)"
+    raise BagError(f"{len(infos)} camera_info topics in the bag ({', '.join(infos)}) and none "
+                   f"is {paired}, the one paired with the image topic; choose one with --info-topic")
+
+
 def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
-                    on_image: Callable[[int, Any, np.ndarray | None, Any], None] | None = None) -> dict[str, Any]:
+                    start: Callable[[], Callable[[int, Any, np.ndarray | None, Any], None]] | None = None
+                    ) -> dict[str, Any]:
     """Read GT, camera info and (optionally) images of the reference bag.
 
-    on_image(stamp_ns, image msg, latest K, GT FrameSample or None) is called per image in
-    bag order (the GT topic is read first, in its own pass).
+    Passes: ground truth, then every CameraInfo (sorted by header stamp), then the images,
+    so an image gets the CameraInfo of its own stamp even when that one is logged after it
+    (else the latest before it, else the first). start(), when given, is called once the
+    topics are chosen and the GT and camera_info read (so bad topics fail before a model is
+    built) and returns on_image(stamp_ns, image msg, K, GT FrameSample or None), called per
+    image in bag order.
     """
-    from .eval.bag import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, TOPIC_COMPRESSED, TOPIC_GT,
-                           TOPIC_IMAGE, TOPIC_INFO, TWO_HAND_MESH, BagReader, K_from_camera_info,
-                           frame_sample_from_msg, stamp_to_ns)
+    from .eval.bag import (COMPRESSED_IMAGE, IMAGE, TOPIC_COMPRESSED, TOPIC_GT, TOPIC_IMAGE,
+                           TWO_HAND_MESH, BagReader, K_from_camera_info, frame_sample_from_msg,
+                           stamp_to_ns)
 
     out: dict[str, Any] = {"gt": {}, "image_stamps": [], "k_stamps": [], "k_values": []}
     with BagReader(bag) as reader:
         topics = reader.topics
         img_t = _pick_topic(topics, args.image_topic, (TOPIC_IMAGE, TOPIC_COMPRESSED),
                             (IMAGE, COMPRESSED_IMAGE), "image", required=need_images)
-        info_t = _pick_topic(topics, args.info_topic, (TOPIC_INFO,), (CAMERA_INFO,), "camera_info", required=False)
+        info_t, how = _choose_camera_info(topics, args.info_topic, img_t)
         gt_t = _pick_topic(topics, args.gt_topic, (TOPIC_GT,), (TWO_HAND_MESH,), "ground truth",
                            required=False, exclude=(args.hands_topic,)) if args.gt_topic or TOPIC_GT in topics else None
         out["topics"] = {"image": img_t, "camera_info": info_t, "ground_truth": gt_t}
+        out["camera_info_choice"] = f"`{info_t}`, {how}" if info_t else how
         if gt_t:
             for m in reader.messages([gt_t]):
                 s = stamp_to_ns(m.msg.header)
                 out["gt"][s] = frame_sample_from_msg(m.msg)
-        wanted = [t for t in (img_t, info_t) if t]
+        if info_t:
+            ks = []
+            for m in reader.messages([info_t]):
+                K = K_from_camera_info(m.msg)
+                if K is not None:
+                    ks.append((stamp_to_ns(m.msg.header), K))
+            ks.sort(key=lambda stamp_k: stamp_k[0])  # bag order need not be stamp order
+            out["k_stamps"] = [stamp for stamp, _ in ks]
+            out["k_values"] = [K for _, K in ks]
+        for s, g in out["gt"].items():
+            if g.K is None:
+                g.K = _latest_k(out["k_stamps"], out["k_values"], s)
+        on_image = start() if start is not None else None
+        if not img_t:
+            return out
         progress = None
-        if on_image is not None and img_t:
+        if on_image is not None:
             from tqdm import tqdm
 
             progress = tqdm(total=reader.count(img_t), desc="eval-bag", unit="frame",
                             file=sys.stderr, disable=args.no_progress)
-        for m in reader.messages(wanted):
-            if m.topic == info_t:
-                K = K_from_camera_info(m.msg)
-                if K is not None:
-                    out["k_stamps"].append(stamp_to_ns(m.msg.header))
-                    out["k_values"].append(K)
-            elif m.topic == img_t:
-                s = stamp_to_ns(m.msg.header)
-                out["image_stamps"].append(s)
-                if on_image is not None:
-                    K = _latest_k(out["k_stamps"], out["k_values"], s)
-                    gt = out["gt"].get(s)
-                    if gt is not None and gt.K is None:
-                        gt.K = K
-                    on_image(s, m.msg, K, gt)
-                    if progress is not None:
-                        progress.update(1)
+        for m in reader.messages([img_t]):
+            s = stamp_to_ns(m.msg.header)
+            out["image_stamps"].append(s)
+            if on_image is not None:
+                on_image(s, m.msg, _latest_k(out["k_stamps"], out["k_values"], s), out["gt"].get(s))
+                if progress is not None:
+                    progress.update(1)
         if progress is not None:
             progress.close()
-    for s, g in out["gt"].items():
-        if g.K is None:
-            g.K = _latest_k(out["k_stamps"], out["k_values"], s)
     return out
 
 
 def load_predictor(config: str) -> Predictor:
-    """dir_ros.predictor.HandsPredictor from a config (imported lazily: torch is heavy)."""
+    """The predictor the node would run for a config (dir_ros.predictor.build_predictor: DIR
+    or the landmark backend; imported lazily: torch is heavy)."""
     try:
-        from .predictor import HandsPredictor
+        from .predictor import build_predictor
     except ImportError as err:
         raise RuntimeError(f"cannot import dir_ros.predictor ({err})") from None
-    return HandsPredictor.from_config(config)
+    return build_predictor(config)
 
 
 def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> dict[str, Any]:
@@ -178,25 +219,41 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     """
     from .eval.metrics import Evaluator
     from .eval.report import write_report
-    from .predictor import decode_image_msg
+    from .decode import decode_image_msg
 
     bag = Path(args.bag)
     evaluator = Evaluator(compute_iv=not args.no_iv)
     summary_extra: dict[str, Any] = {}
     if args.predictions is None:
-        pred = predictor if predictor is not None else load_predictor(args.config)
+        import cv2
+
         latencies: list[float] = []
+        undecodable: list[str] = []  # one reason per skipped frame
+        model: list[Predictor] = []
 
         def on_image(stamp: int, msg: Any, K: np.ndarray | None, gt: Any) -> None:
-            rgb = decode_image_msg(msg)
+            try:
+                rgb = decode_image_msg(msg)
+            except (ValueError, cv2.error) as err:  # the node skips such frames too
+                undecodable.append(" ".join(str(err).split()) or type(err).__name__)
+                evaluator.add(None, gt)
+                return
             t0 = time.perf_counter()
-            result = pred.predict(rgb, K)
+            result = model[0].predict(rgb, K)
             latencies.append((time.perf_counter() - t0) * 1000.0)
             evaluator.add(frame_sample_from_result(result, K, stamp), gt)  # streamed: no backlog
 
-        ref = _read_reference(bag, args, need_images=True, on_image=on_image)
+        def start() -> Callable[[int, Any, np.ndarray | None, Any], None]:
+            """Build the predictor once the bag's topics are known to be usable."""
+            model.append(predictor if predictor is not None else load_predictor(args.config))
+            return on_image
+
+        ref = _read_reference(bag, args, need_images=True, start=start)
         frames = ref["image_stamps"]
         preds = {s: None for s in frames}  # every image got a prediction (already scored)
+        summary_extra["undecodable_frames"] = len(undecodable)
+        if undecodable:
+            summary_extra["undecodable_example"] = undecodable[0]
         summary_extra["latency_source"] = "predict() wall time per image, this machine"
         summary_extra["source"] = {"mode": "predictor", "bag": str(bag)}
         lat_ms = latencies
@@ -224,6 +281,8 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
         frames = sorted(set(ref["gt"]) | set(ref["image_stamps"])) or sorted(preds)
         pstamps = sorted(preds)  # all prediction header stamps, matched or not
         preds = _match_stamps(preds, frames, args.stamp_tolerance_ms)
+        if pstamps and frames and all(isinstance(k, tuple) for k in preds):
+            summary_extra["hints"] = [_tolerance_hint(pstamps, frames, args.stamp_tolerance_ms)]
         summary_extra["duplicate_predictions"] = duplicates
         summary_extra["latency_source"] = "bag receive time - header stamp of the predictions"
         summary_extra["source"] = {"mode": "predictions bag", "bag": str(bag), "predictions": str(args.predictions)}
@@ -238,6 +297,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     summary = evaluator.summary()
     summary.update(summary_extra)
     summary["topics"] = ref["topics"]
+    summary["camera_info_choice"] = ref["camera_info_choice"]
     summary["unmatched_predictions"] = len(preds) - len(matched)
     summary["ground_truth_without_frame"] = len(set(ref["gt"]) - frame_set)
     from .eval.metrics import describe
@@ -246,6 +306,22 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     summary["rate_hz"] = rates
     write_report(summary, args.out)
     return summary
+
+
+def _tolerance_hint(pred_stamps: list[int], frames: list[int], tolerance_ms: float) -> str:
+    """Advice when no prediction matched a frame: how far the nearest frames are, and the
+    --stamp-tolerance-ms that would match at least half of the predictions."""
+    offsets_ms = []
+    for s in pred_stamps:
+        i = bisect.bisect_left(frames, s)
+        near = [abs(frames[j] - s) for j in (i - 1, i) if 0 <= j < len(frames)]
+        offsets_ms.append(min(near) / NS_PER_MS)
+    median_ms = float(np.median(offsets_ms))
+    within = f" within {tolerance_ms:g} ms" if tolerance_ms > 0 else ""
+    return (f"no prediction matched a frame by header stamp{within}: the nearest frame is "
+            f"{median_ms:.1f} ms away (median over {len(offsets_ms)} predictions); if the images "
+            f"were re-stamped on the way to the node, rerun with --stamp-tolerance-ms "
+            f"{max(1, math.ceil(median_ms))}")
 
 
 def _match_stamps(preds: dict[int, Any], frames: list[int], tolerance_ms: float) -> dict[Any, Any]:
@@ -286,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.bag import DEFAULT_JPEG_QUALITY, STORAGES
     from .eval.dataset import SOURCES
 
-    parser = _Parser(prog=PROG, description="dir_ros tools: build evaluation bags and score bags.")
+    parser = _Parser(prog=PROG, description="dir_ros tools: reconstruct hands on images and videos, "
+                     "check a DIR checkpoint, build evaluation bags and score bags.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -323,14 +400,56 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: %(default)s, the node's own defaults)")
     ev.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), help="output folder (default: %(default)s)")
     ev.add_argument("--image-topic", default=None, help="image topic (default: /camera/image_raw[/compressed])")
-    ev.add_argument("--info-topic", default=None, help="camera_info topic (default: /camera/camera_info)")
+    ev.add_argument("--info-topic", default=None,
+                    help="camera_info topic (default: the image topic's own, <ns>/camera_info "
+                         "for <ns>/image_raw[/compressed]; else the bag's only one)")
     ev.add_argument("--gt-topic", default=None, help="ground-truth TwoHandMesh topic (default: /hands/gt if present)")
     ev.add_argument("--hands-topic", default=None, help="prediction topic in OUT_BAG (default: /hands)")
     ev.add_argument("--stamp-tolerance-ms", type=float, default=0.0,
                     help="match predictions to frames within this stamp difference (default 0: exact)")
     ev.add_argument("--no-iv", action="store_true", help="skip the interpenetration volume (voxelisation)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_infer_parsers(sub)
     return parser
+
+
+def _add_infer_parsers(sub: Any) -> None:
+    """The `infer` and `check-weights` subcommands (dir_ros/infer.py)."""
+    from .infer import DEFAULT_CHECK_MODEL_CONFIG, DEFAULT_FOV_DEG, DEFAULT_INFER_CONFIG, DEFAULT_INFER_OUT
+
+    inf = sub.add_parser(
+        "infer", help="reconstruct hands on images, folders and videos: overlays and JSON",
+        description="Run the node's predictor (--config, default the node's params file: the "
+        "landmark backend until a DIR checkpoint is set) on image files, folders of images and "
+        "video files. Writes <name>_overlay.png and <name>.json per frame into --out. Pictures "
+        "have no calibration: K is a pinhole with --fov-deg and the principal point at the centre.")
+    inf.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image, folder or video")
+    inf.add_argument("--out", type=Path, default=Path(DEFAULT_INFER_OUT), help="output folder (default: %(default)s)")
+    inf.add_argument("--config", default=DEFAULT_INFER_CONFIG, help="predictor / node params YAML (default: %(default)s)")
+    inf.add_argument("--backend", choices=("auto", "dir", "landmarks"), default=None, help="override the config's backend")
+    inf.add_argument("--weights", default=None, help="override the config's DIR checkpoint")
+    inf.add_argument("--hand-model", dest="hand_model", default=None, help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl")
+    inf.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override the config's device")
+    inf.add_argument("--fov-deg", type=float, default=DEFAULT_FOV_DEG, help="assumed horizontal field of view (default %(default)s)")
+    inf.add_argument("--no-intrinsics", action="store_true", help="no K: wrist-relative hands (metric false)")
+    inf.add_argument("--mirrored", action="store_true", help="the pictures are mirrored (selfie view)")
+    inf.add_argument("--blank", action="store_true",
+                     help="draw the hands on a plain background instead of the picture (to share "
+                          "results on pictures you may not redistribute)")
+    inf.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    chk = sub.add_parser(
+        "check-weights", help="load a DIR checkpoint, print the load report, run one forward pass",
+        description="Load CHECKPOINT (the authors' release .pth or your own) into the network of "
+        "--model-config with the hand model of --hand-model, print what matched, then run one "
+        "forward pass on --image (default: the first sample photo, else a synthetic image). "
+        "Nothing is downloaded.")
+    chk.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    chk.add_argument("--hand-model", dest="hand_model", default="", help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl (default: the open hand model)")
+    chk.add_argument("--model-config", default=DEFAULT_CHECK_MODEL_CONFIG, help="network config (default: %(default)s)")
+    chk.add_argument("--image", type=Path, default=None, help="image for the forward pass")
+    chk.add_argument("--full-frame", action="store_true", help="feed the whole frame instead of the detector crop")
+    chk.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -342,14 +461,40 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--fps must be positive, got {args.fps}")
         if args.output.exists():
             raise ValueError(f"output bag already exists: {args.output}")
+        _check_writable_folder(_existing_parent(args.output), "output bag's parent folder")
     elif args.command == "eval-bag":
         from .eval.bag import BagReader
+        from .eval.report import PCK_PNG, REPORT_JSON, REPORT_MD
 
         if args.stamp_tolerance_ms < 0:
             raise ValueError("--stamp-tolerance-ms must be >= 0")
         BagReader(args.bag)  # checks that it exists and is a rosbag2 folder
         if args.predictions is not None:
             BagReader(args.predictions)
+        # the output before the (possibly long) run, not after it
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a folder")
+        for name in (REPORT_JSON, REPORT_MD, PCK_PNG):
+            if (args.out / name).is_dir():
+                raise ValueError(f"--out {args.out}: {name} there is a folder, not a file")
+        _check_writable_folder(args.out if args.out.exists() else _existing_parent(args.out),
+                               "--out folder")
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest existing folder above path (where creating it starts)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """ValueError unless folder is a folder this process may create files in."""
+    if not folder.is_dir():
+        raise ValueError(f"{what} {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {folder} is not writable")
 
 
 def main(argv: list[str] | None = None, predictor: Predictor | None = None) -> int:
@@ -367,9 +512,25 @@ def main(argv: list[str] | None = None, predictor: Predictor | None = None) -> i
         if args.command == "make-bag":
             counts = make_bag(args)
             print(f"wrote {args.output} ({', '.join(f'{t}: {n}' for t, n in counts.items())})")
+        elif args.command == "infer":
+            from .infer import infer
+
+            counts = infer(args)
+            print(f"wrote {counts['frames']} frame(s) to {args.out}: {counts['hands_found']} "
+                  f"hand(s) found, {counts['skipped']} file(s) skipped")
+        elif args.command == "check-weights":
+            from .infer import check_weights
+
+            check_weights(args)
         else:
             summary = eval_bag(args, predictor=predictor)
             print(_one_line_summary(summary, args.out))
+            if summary.get("undecodable_frames"):
+                print(f"{PROG} eval-bag: note: skipped {summary['undecodable_frames']} frame(s) "
+                      f"whose image could not be decoded (first: {summary['undecodable_example']})",
+                      file=sys.stderr)
+            for hint in summary.get("hints", []):
+                print(f"{PROG} eval-bag: hint: {hint}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

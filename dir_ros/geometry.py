@@ -14,7 +14,7 @@ Conventions (used by every function here):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -26,6 +26,11 @@ HALF_PIXEL = 0.5
 DEFAULT_CROP_FILL = 0.8
 # Smallest crop side accepted (pixels); guards against degenerate boxes from tracking.
 MIN_CROP_PX = 8.0
+# Largest intermediate image warp_crop warps to before its area shrink (pixels per side):
+# 4096^2 x 3 channels = 48 MB. Without it a 20000 px crop box (a 20000x1 image's full
+# frame) made a 19968^2 warp (1.2 GB). Crops up to 4096 px (a 4K frame's full-frame box)
+# are unaffected; larger ones shrink more than 2x in the bilinear step (some aliasing).
+MAX_WARP_SIDE_PX = 4096
 # Smallest weak-perspective scale accepted for metric placement (uv per metre); a
 # smaller (or negative) scale would put the hand at an absurd or negative depth.
 MIN_WEAK_PERSPECTIVE_SCALE = 1e-3
@@ -109,6 +114,7 @@ def warp_crop(image: np.ndarray, box: CropBox, out_size: int, border_value: int 
     # so warp (linearly, at most 2x shrink) to an integer multiple of out_size, then
     # box-average down with cv2.resize INTER_AREA (corner-aligned: the same affine overall).
     factor = 2 * int(box.size // (2 * out_size)) if box.size > 2 * out_size else 1
+    factor = max(1, min(factor, MAX_WARP_SIDE_PX // out_size))  # bounded memory
     warp_size = out_size * factor
     a = crop_affine(box, warp_size)
     # cv2.warpAffine uses centre-origin pixels: shift in and out by half a pixel.
@@ -171,6 +177,24 @@ def intrinsics_for_image(k: np.ndarray, info_size: tuple[int, int],
     out[0, 2] = (K[0, 2] + HALF_PIXEL) * sx - HALF_PIXEL
     out[1, 2] = (K[1, 2] + HALF_PIXEL) * sy - HALF_PIXEL
     return out, size
+
+
+def intrinsics_problem(k: Sequence[float]) -> Optional[str]:
+    """None when a CameraInfo K (9 numbers, row-major) can place hands metrically, else what
+    is wrong with it (no values, so one problem reads the same every time): the node then
+    publishes wrist-relative hands instead of NaN or absurd metric ones."""
+    K = np.asarray(k, dtype=np.float64).reshape(-1)
+    if K.size != 9:
+        return f"K has {K.size} entries, not 9"
+    if not np.any(K):
+        return "K is all zeros (uncalibrated camera)"
+    names = ("fx", "skew", "cx", "0", "fy", "cy", "0", "0", "1")
+    bad = [names[i] for i in range(9) if not np.isfinite(K[i])]
+    if bad:
+        return f"K has non-finite entries ({', '.join(bad)})"
+    if K[0] <= 0 or K[4] <= 0:
+        return "K focal lengths fx, fy must be > 0"
+    return None  # the third row is not used (projection reads fx, skew, cx, fy, cy)
 
 
 def weak_perspective_depth(scale: float, crop_px: float, fx: float) -> float:
@@ -254,3 +278,20 @@ def axis_angle_to_quat(rotvec: np.ndarray) -> np.ndarray:
     """Axis-angle (...,3) radians -> quaternions (...,4) xyzw, w >= 0."""
     return matrix_to_quat(axis_angle_to_matrix(rotvec))
 
+
+# --- viewing rays -----------------------------------------------------------------------
+
+def ray_rotation(K: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """(3,3) rotation taking the optical axis (0,0,1) onto the ray through image pixel px
+    (corner-origin): the minimal rotation (axis = z x ray). Geometry seen by a virtual camera
+    looking along that ray (an off-centre crop) is expressed in the real camera by R @ x."""
+    ray = backproject_pixel(px, 1.0, K)
+    if not np.all(np.isfinite(ray)):
+        raise ValueError(f"ray_rotation needs a finite pixel and K, got px={px}")
+    ray = ray / np.linalg.norm(ray)
+    z = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(z, ray)  # sin(angle) * unit axis
+    cos = float(ray[2])  # > 0: a ray through the image points forward
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    # Rodrigues with sin and cos of the angle: I + K + K^2 (1 - cos) / sin^2 = I + K + K^2/(1+cos)
+    return np.eye(3) + k + k @ k / (1.0 + cos)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dir_ros import geometry as geo
-from dir_ros.predictor import NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, FrameResult, HandsResult
+from dir_ros.results import NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, FrameResult, HandsResult
 
 SIDE_CODES = {"left": 0, "right": 1}  # HandMesh.LEFT / HandMesh.RIGHT
 IDENTITY_QUAT = np.array([0.0, 0.0, 0.0, 1.0])

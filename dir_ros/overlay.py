@@ -7,7 +7,7 @@ the hand's colour (the same hues as the RViz markers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -23,6 +23,9 @@ MESH_EDGE_SHADE = 0.6  # triangle outlines: the hand colour times this
 MIN_DEPTH_M = 1e-3  # vertices nearer than this (or behind the camera) are not projected
 MAX_ABS_PX = 1e5  # projected coordinates beyond this are dropped (cv2 int overflow guard)
 LINE_PX_PER_THICKNESS = 300  # one pixel of line thickness per this many pixels of short side
+TEXT_WIDTH_PX_PER_SCALE = 1100.0  # cv2 font scale 1.0 per this many image pixels of width
+MIN_TEXT_SCALE = 0.4  # smallest legible cv2 font scale
+WARNING_RGB = (255, 0, 0)  # the random-weights warning line
 
 
 @dataclass
@@ -102,4 +105,40 @@ def draw_hands(image: np.ndarray, hands: Iterable[HandDrawing], K: Optional[np.n
             radius = (thickness + 2) << SHIFT_BITS
             cv2.circle(out, tuple(p), radius, (255, 255, 255), -1, cv2.LINE_AA, shift=SHIFT_BITS)
             cv2.circle(out, tuple(p), radius, c, 1, cv2.LINE_AA, shift=SHIFT_BITS)
+    return out
+
+
+def hand_text(side: str, hand: Any) -> str:
+    """'left  conf 0.53  wrist (+0.012, -0.034, +0.612) m' (or why there is no position)."""
+    if not hand.valid:
+        return f"{side:<5} not found" if hand.confidence == 0 else \
+            f"{side:<5} not valid (conf {hand.confidence:.2f})"
+    x, y, z = hand.wrist_position
+    where = (f"wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m" if hand.metric
+             else "wrist-relative (metric false: no 3D placement)")
+    return f"{side:<5} conf {hand.confidence:.2f}  {where}"
+
+
+def draw_overlay(image: np.ndarray, hands: Mapping[str, Any], K: Optional[np.ndarray],
+                 bgr: bool = True, box: Optional[geo.CropBox] = None,
+                 random_weights: bool = False) -> np.ndarray:
+    """draw_hands plus a text line per hand (side, confidence, wrist position) in the hand's
+    colour, and a warning line when the network's weights are random; image (H,W,3) uint8."""
+    import cv2
+
+    out = draw_hands(image, hands.values(), K, bgr=bgr, box=box)
+    h, w = image.shape[:2]
+    thickness = max(1, round(min(h, w) / LINE_PX_PER_THICKNESS))
+    lines = [(hand_text(side, hand), colour(side, bgr)) for side, hand in hands.items()]
+    if random_weights:
+        lines.append(("RANDOM WEIGHTS: geometry not meaningful yet",
+                      WARNING_RGB[::-1] if bgr else WARNING_RGB))
+    scale = max(MIN_TEXT_SCALE, w / TEXT_WIDTH_PX_PER_SCALE)
+    line_h = int(30 * scale) + 6
+    for i, (text, text_colour) in enumerate(lines):
+        org = (8, 8 + line_h * (i + 1) - 6)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thickness + 2, cv2.LINE_AA)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, text_colour, thickness,
+                    cv2.LINE_AA)
     return out

@@ -1,8 +1,13 @@
-"""HandsPredictor: everything between a camera image and two reconstructed hands.
+"""Predictors: everything between a decoded camera image and two reconstructed hands.
 
-decode (raw / compressed) -> choose the crop (Cropper) -> warp to the network input ->
-ImageNet-normalise -> DIR forward (inference mode, optional autocast) -> final level ->
-camera-frame geometry through K -> FrameResult.  Pure Python + torch: no ROS imports.
+build_predictor(config) picks the backend (`backend: auto | dir | landmarks`):
+  * dir (HandsPredictor): choose the crop (crop.py; 'detect' = the hand front end) -> warp to
+    the network input -> ImageNet-normalise -> DIR forward (inference mode, optional autocast)
+    -> final level -> camera-frame geometry through K -> FrameResult;
+  * landmarks (landmark_backend.LandmarkPredictor): the hand front end's landmarks -> metric
+    placement and a hand-model fit, no network.
+auto runs DIR when `weights` names a checkpoint, the landmark backend otherwise.
+Pure Python + torch: no ROS imports.
 """
 from __future__ import annotations
 
@@ -10,22 +15,19 @@ import contextlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from dir_ros.resources import resolve_resource
-
 from dir_ros import geometry as geo
+from dir_ros.crop import Cropper, FullFrameCropper, make_cropper
+from dir_ros.hand_model import BETAS_SLICE
+from dir_ros.resources import resolve_resource
+from dir_ros.results import SIDES, FrameResult, HandsResult
 
 LOG = logging.getLogger("dir_ros.predictor")
 
-SIDES = ("left", "right")
-NUM_KEYPOINTS = 21  # contract keypoint order
-NUM_POSE = 48  # axis-angle: root (3) + 15 finger joints (45)
-NUM_SHAPE = 10  # MANO betas
 # Default validity threshold on HandsResult.confidence (seg-head hand probability, see
 # _seg_confidence): above a 3-class chance level of 1/3 with some margin.
 DEFAULT_MIN_CONFIDENCE = 0.5
@@ -36,244 +38,7 @@ DEFAULT_DEPTH_RANGE = (0.05, 10.0)
 SEG_CLASS = {"left": 1, "right": 2}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
-CROP_MODES = ("full", "roi", "track")
-# Raw encodings accepted: channels and the OpenCV conversion to RGB (None = already RGB).
-RAW_ENCODINGS: dict[str, tuple[int, Optional[str]]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, "COLOR_BGR2RGB"),
-    "rgba8": (4, "COLOR_RGBA2RGB"),
-    "bgra8": (4, "COLOR_BGRA2RGB"),
-    "mono8": (1, "COLOR_GRAY2RGB"),
-    "8UC3": (3, "COLOR_BGR2RGB"),  # OpenCV type names: BGR by OpenCV convention
-    "8UC1": (1, "COLOR_GRAY2RGB"),
-}
-
-
-# --- results ----------------------------------------------------------------------------
-
-@dataclass
-class HandsResult:
-    """One hand. V vertices, F faces; camera optical frame, metres (wrist-relative if not metric).
-
-    vertices (V,3) float32; joints (21,3) float32; wrist_position (3,) float64 (zeros when not
-    metric); wrist_quat (4,) xyzw root orientation; pose (48,) axis-angle rad (mean pose
-    included); shape (10,); keypoints_2d (21,2) input-image px (corner-origin); faces (F,3) int64.
-    """
-
-    side: str
-    valid: bool
-    confidence: float
-    vertices: np.ndarray
-    joints: np.ndarray
-    wrist_position: np.ndarray
-    wrist_quat: np.ndarray
-    metric: bool
-    pose: np.ndarray
-    shape: np.ndarray
-    keypoints_2d: np.ndarray
-    faces: np.ndarray
-
-    @classmethod
-    def invalid(cls, side: str, faces: np.ndarray, num_verts: int) -> "HandsResult":
-        """An all-zero, invalid hand (identity orientation) keeping the faces."""
-        return cls(side=side, valid=False, confidence=0.0,
-                   vertices=np.zeros((num_verts, 3), np.float32),
-                   joints=np.zeros((NUM_KEYPOINTS, 3), np.float32),
-                   wrist_position=np.zeros(3), wrist_quat=np.array([0.0, 0.0, 0.0, 1.0]),
-                   metric=False, pose=np.zeros(NUM_POSE, np.float32),
-                   shape=np.zeros(NUM_SHAPE, np.float32),
-                   keypoints_2d=np.zeros((NUM_KEYPOINTS, 2), np.float32),
-                   faces=np.asarray(faces, np.int64))
-
-
-@dataclass
-class FrameResult:
-    """Both hands of one image, the crop used (image px) and per-step timings (ms)."""
-
-    left: HandsResult
-    right: HandsResult
-    box: geo.CropBox
-    image_size: tuple[int, int] = (0, 0)  # (width, height) px
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def hand(self, side: str) -> HandsResult:
-        """The hand of side 'left' or 'right'."""
-        return {"left": self.left, "right": self.right}[side]
-
-    def hands(self) -> tuple[HandsResult, HandsResult]:
-        """(left, right)."""
-        return (self.left, self.right)
-
-
-# --- decoding ---------------------------------------------------------------------------
-
-def _as_bytes_array(data: Any) -> np.ndarray:
-    """bytes / bytearray / memoryview / array.array / ndarray / list of ints -> 1-D uint8 view."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    if isinstance(data, (list, tuple)):
-        return np.asarray(data, dtype=np.uint8)
-    return np.frombuffer(data, dtype=np.uint8)
-
-
-def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray, Sequence[int]], width: int,
-                 height: int, encoding: str, step: int = 0) -> np.ndarray:
-    """A raw sensor_msgs/Image buffer -> RGB uint8 (H,W,3); honours row padding (`step`).
-
-    Raises ValueError naming encoding and sizes for unsupported encodings or short buffers.
-    """
-    import cv2
-
-    if encoding not in RAW_ENCODINGS:
-        raise ValueError(f"unsupported image encoding '{encoding}' "
-                         f"(supported: {', '.join(RAW_ENCODINGS)})")
-    channels, conversion = RAW_ENCODINGS[encoding]
-    width, height = int(width), int(height)
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image '{encoding}' has an empty size {width}x{height}")
-    row = width * channels
-    step = int(step) or row
-    if step < row:
-        raise ValueError(f"image '{encoding}' {width}x{height}: step {step} < width*channels {row}")
-    buf = _as_bytes_array(data)
-    needed = step * (height - 1) + row
-    if buf.size < needed:
-        raise ValueError(f"image '{encoding}' {width}x{height} step {step} needs at least "
-                         f"{needed} bytes, got {buf.size}")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1))
-    img = rows.reshape(height, width, channels)
-    if conversion is None:
-        return np.ascontiguousarray(img)
-    src = img[..., 0] if channels == 1 else np.ascontiguousarray(img)
-    return cv2.cvtColor(src, getattr(cv2, conversion))
-
-
-def decode_compressed(data: Union[bytes, bytearray, memoryview, np.ndarray, Sequence[int]],
-                      fmt: str = "") -> np.ndarray:
-    """A sensor_msgs/CompressedImage buffer (jpeg / png) -> RGB uint8 (H,W,3)."""
-    import cv2
-
-    if "compresseddepth" in fmt.lower():
-        raise ValueError(f"compressed depth images are not supported (format '{fmt}')")
-    buf = _as_bytes_array(data)
-    if buf.size == 0:
-        raise ValueError(f"compressed image (format '{fmt}') is empty")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, alpha dropped, grey expanded
-    if img is None:
-        raise ValueError(f"cannot decode compressed image (format '{fmt}', {buf.size} bytes)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def decode_image_msg(msg: Any) -> np.ndarray:
-    """A sensor_msgs/Image or CompressedImage (rclpy, rosbags or any object with those
-    fields) -> RGB uint8 (H,W,3); ValueError names what is wrong. The node and the bag
-    tools decode through here."""
-    if hasattr(msg, "format"):  # CompressedImage
-        return decode_compressed(msg.data, msg.format)
-    if getattr(msg, "is_bigendian", 0) and msg.encoding not in RAW_ENCODINGS:
-        raise ValueError(f"big-endian image encoding '{msg.encoding}' is not supported")
-    return decode_image(msg.data, msg.width, msg.height, msg.encoding, msg.step)
-
-
-# --- croppers ---------------------------------------------------------------------------
-
-class Cropper(Protocol):
-    """Chooses the square two-hand crop of an image; a hand detector plugs in here."""
-
-    def __call__(self, rgb: np.ndarray, previous: Optional[FrameResult]) -> geo.CropBox:
-        """rgb (H,W,3) uint8; previous = last FrameResult of this stream (or None)."""
-        ...
-
-
-class FullFrameCropper:
-    """The centred square over the whole frame (short side padded)."""
-
-    def __call__(self, rgb: np.ndarray, previous: Optional[FrameResult]) -> geo.CropBox:
-        return geo.full_frame_box(rgb.shape[1], rgb.shape[0])
-
-
-class RoiCropper:
-    """A fixed region of interest [x, y, w, h] px, made square around its centre."""
-
-    def __init__(self, roi: Sequence[float]) -> None:
-        self.box = geo.roi_box(roi)
-
-    def __call__(self, rgb: np.ndarray, previous: Optional[FrameResult]) -> geo.CropBox:
-        return self.box
-
-
-class TrackCropper:
-    """Box around the previous frame's valid hands' keypoints; full frame when none."""
-
-    def __init__(self, fill: float = geo.DEFAULT_CROP_FILL) -> None:
-        self.fill = fill
-        self.fallback = FullFrameCropper()
-
-    def __call__(self, rgb: np.ndarray, previous: Optional[FrameResult]) -> geo.CropBox:
-        if previous is not None:
-            pts = [h.keypoints_2d for h in previous.hands() if h.valid]
-            if pts:
-                box = geo.box_from_points(np.concatenate(pts), self.fill)
-                full = self.fallback(rgb, previous)
-                if box.size <= full.size:  # a box larger than the frame helps nobody
-                    return box
-        return self.fallback(rgb, previous)
-
-
-def make_cropper(mode: str, roi: Optional[Sequence[float]] = None) -> Cropper:
-    """Cropper for mode 'full' | 'roi' (needs roi [x, y, w, h]) | 'track'."""
-    if mode == "full":
-        return FullFrameCropper()
-    if mode == "roi":
-        if roi is None or len(roi) != 4:
-            raise ValueError(f"crop mode 'roi' needs roi = [x, y, w, h], got {roi}")
-        return RoiCropper(roi)
-    if mode == "track":
-        return TrackCropper()
-    raise ValueError(f"crop mode '{mode}' is not one of {', '.join(CROP_MODES)}")
-
-
-# --- temporal smoothing -------------------------------------------------------------------
-
-class EmaSmoother:
-    """Exponential moving average per hand: out = a * new + (1 - a) * previous.
-
-    factor a in (0, 1] (1 = no smoothing). Positions, keypoints, pose and shape are averaged;
-    the orientation is a normalised quaternion average (sign-aligned). A hand that becomes
-    invalid or changes `metric` restarts the filter.
-    """
-
-    def __init__(self, factor: float) -> None:
-        if not 0.0 < factor <= 1.0:
-            raise ValueError(f"smoothing factor must be in (0, 1], got {factor}")
-        self.factor = factor
-        self._prev: dict[str, HandsResult] = {}
-
-    def reset(self) -> None:
-        """Forget the history."""
-        self._prev.clear()
-
-    def __call__(self, result: FrameResult) -> FrameResult:
-        hands = {}
-        a = self.factor
-        for h in result.hands():
-            p = self._prev.get(h.side)
-            if h.valid and p is not None and p.valid and p.metric == h.metric \
-                    and p.vertices.shape == h.vertices.shape:
-                q = np.where(np.dot(p.wrist_quat, h.wrist_quat) < 0, -p.wrist_quat, p.wrist_quat)
-                quat = a * h.wrist_quat + (1 - a) * q
-                h = replace(
-                    h,
-                    vertices=(a * h.vertices + (1 - a) * p.vertices).astype(np.float32),
-                    joints=(a * h.joints + (1 - a) * p.joints).astype(np.float32),
-                    wrist_position=a * h.wrist_position + (1 - a) * p.wrist_position,
-                    wrist_quat=quat / np.linalg.norm(quat),
-                    pose=(a * h.pose + (1 - a) * p.pose).astype(np.float32),
-                    shape=(a * h.shape + (1 - a) * p.shape).astype(np.float32),
-                    keypoints_2d=(a * h.keypoints_2d + (1 - a) * p.keypoints_2d).astype(np.float32))
-            self._prev[h.side] = h
-            hands[h.side] = h
-        return replace(result, left=hands["left"], right=hands["right"])
+BACKENDS = ("auto", "dir", "landmarks")
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -300,17 +65,71 @@ def resolve_device(device: str) -> str:
 # --- the predictor ------------------------------------------------------------------------
 
 DEFAULT_CONFIG: dict[str, Any] = {
+    "backend": "auto",
     "model_config": "config/model/dir_release.yaml",
     "weights": "",
     "hand_model": "",
     "device": "auto",
     "precision": "fp32",
-    "crop": "full",
+    "crop": "detect",
     "roi": [],
+    "mirrored_input": False,
     "min_confidence": DEFAULT_MIN_CONFIDENCE,
     "depth_range": list(DEFAULT_DEPTH_RANGE),
     "seed": 0,
 }
+
+
+def load_config(config: Union[str, Path, Mapping[str, Any]]) -> dict[str, Any]:
+    """DEFAULT_CONFIG updated from a YAML file (a ROS params file or a plain mapping) or a
+    dict; keys the predictors do not use are ignored (logged at debug level)."""
+    import yaml
+
+    if not isinstance(config, Mapping):
+        with open(resolve_resource(config), encoding="utf-8") as f:
+            config = ros_params_section(yaml.safe_load(f) or {})
+    unknown = set(config) - set(DEFAULT_CONFIG)
+    if unknown:
+        LOG.debug("predictor ignores config keys %s", sorted(unknown))
+    return {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
+
+
+def choose_backend(backend: str, weights: Any) -> str:
+    """'auto' -> 'dir' when weights names a checkpoint, else 'landmarks'; others as given."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "landmarks" if is_unset(weights) else "dir"
+    return backend
+
+
+def hand_model_dir(value: Any) -> Optional[Path]:
+    """The `hand_model` folder (None = the bundled open hand model); a missing one raises."""
+    if is_unset(value):
+        return None
+    folder = resolve_resource(value)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"hand_model folder '{value}' not found "
+                                f"(it must hold MANO_LEFT.pkl and MANO_RIGHT.pkl)")
+    return folder
+
+
+def make_detector(cfg: Mapping[str, Any]) -> Any:
+    """The hand front end (dir_ros.detection.HandDetector) for a predictor config."""
+    from dir_ros.detection import HandDetector
+
+    return HandDetector(mirrored_input=bool(cfg["mirrored_input"]))
+
+
+def build_predictor(config: Union[str, Path, Mapping[str, Any]]) -> Any:
+    """The predictor a config asks for (see module docstring): HandsPredictor (DIR) or
+    LandmarkPredictor; both have predict(rgb, K) -> FrameResult and reset()."""
+    cfg = load_config(config)
+    if choose_backend(str(cfg["backend"]), cfg["weights"]) == "landmarks":
+        from dir_ros.landmark_backend import LandmarkPredictor
+
+        return LandmarkPredictor.from_config(cfg)
+    return HandsPredictor.from_config(cfg)
 
 
 def ros_params_section(loaded: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,27 +170,16 @@ class HandsPredictor:
     # ---- construction
     @classmethod
     def from_config(cls, config: Union[str, Path, Mapping[str, Any]]) -> "HandsPredictor":
-        """Build from a YAML file or dict with the DEFAULT_CONFIG keys (documented in
-        config/hands.yaml). Weights '' = random init (loud warning)."""
+        """Build the DIR predictor from a YAML file or dict with the DEFAULT_CONFIG keys
+        (documented in config/hands.yaml). Weights '' = random init (loud warning)."""
         import torch
-        import yaml
 
-        if not isinstance(config, Mapping):
-            with open(resolve_resource(config), encoding="utf-8") as f:
-                config = ros_params_section(yaml.safe_load(f) or {})
-        unknown = set(config) - set(DEFAULT_CONFIG)
-        if unknown:
-            LOG.debug("predictor ignores config keys %s", sorted(unknown))
-        cfg = {**DEFAULT_CONFIG, **{k: v for k, v in config.items() if k in DEFAULT_CONFIG}}
-
+        cfg = load_config(config)
         model_cfg_path = resolve_resource(cfg["model_config"])
         if not model_cfg_path.is_file():
             raise FileNotFoundError(f"model_config '{cfg['model_config']}' not found "
                                     f"(looked at {model_cfg_path})")
-        hand_dir = None if is_unset(cfg["hand_model"]) else resolve_resource(cfg["hand_model"])
-        if hand_dir is not None and not hand_dir.is_dir():
-            raise FileNotFoundError(f"hand_model folder '{cfg['hand_model']}' not found "
-                                    f"(it must hold MANO_LEFT.pkl and MANO_RIGHT.pkl)")
+        hand_dir = hand_model_dir(cfg["hand_model"])
         device = resolve_device(str(cfg["device"]))
         from dir_ros.model import build_dir, load_model_config
 
@@ -391,13 +199,25 @@ class HandsPredictor:
             report = load_release_checkpoint(model, wpath)
             LOG.info("loaded weights %s: %s", wpath, report)
         return cls(model, device=device, precision=str(cfg["precision"]),
-                   cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None),
+                   cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None,
+                                        make_detector(cfg) if cfg["crop"] == "detect" else None),
                    min_confidence=float(cfg["min_confidence"]),
                    depth_range=cfg["depth_range"])
 
     def reset(self) -> None:
-        """Forget the previous frame (tracking crop)."""
+        """Forget the previous frame (tracking crop, detector tracks)."""
         self.previous = None
+        detector = getattr(self.cropper, "detector", None)
+        if detector is not None:
+            detector.reset()
+
+    def set_crop(self, mode: str, roi: Optional[Sequence[float]] = None) -> None:
+        """Switch the crop mode at run time (keeps the hand front end when it has one)."""
+        detector = getattr(self.cropper, "detector", None)
+        if mode == "detect" and detector is None:
+            detector = make_detector({"mirrored_input": False})
+        self.cropper = make_cropper(mode, roi, detector)
+        self.reset()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         import torch
@@ -460,7 +280,12 @@ class HandsPredictor:
         joints_rel = a["joints_xyz"].astype(np.float64)
         verts_rel = a["verts_xyz"].astype(np.float64)
         root = None
+        rotmats = rotmats.astype(np.float64)
+        view = np.eye(3)
         if K is not None:
+            # The network saw the hand through the crop, as a camera looking along the ray
+            # through the crop centre would: rotate its geometry from that view to the real one.
+            view = geo.ray_rotation(K, np.array([box.cx, box.cy]))
             try:
                 # The network's (s, tx, ty) fits its 2D mesh/joints best at their mean depth:
                 # that is the weak-perspective reference (see geometry.weak_perspective_to_camera).
@@ -472,6 +297,8 @@ class HandsPredictor:
                 root = None
             if root is None:
                 LOG.debug("%s hand: implausible weak-perspective camera %s", side, a["camera"])
+        joints_rel, verts_rel = joints_rel @ view.T, verts_rel @ view.T
+        rotmats = np.concatenate([(view @ rotmats[0])[None], rotmats[1:]])
         if root is not None:
             joints, verts = joints_rel + root, verts_rel + root
         else:  # wrist-relative (message contract: wrist at the origin when not metric)
@@ -482,7 +309,7 @@ class HandsPredictor:
             wrist_position=joints[0].astype(np.float64) if root is not None else np.zeros(3),
             wrist_quat=geo.matrix_to_quat(rotmats[0]), metric=root is not None,
             pose=geo.matrix_to_axis_angle(rotmats).reshape(-1).astype(np.float32),
-            shape=a["params"][51:61].astype(np.float32),
+            shape=a["params"][BETAS_SLICE].astype(np.float32),
             keypoints_2d=geo.uv_to_image(a["joints_uv"], box).astype(np.float32),
             faces=self.faces[side])
 

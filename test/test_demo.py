@@ -66,8 +66,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     for i, (name, w, h) in enumerate(IMAGES):
         assert cv2.imwrite(str(images / name), _synthetic(w, h, i))
     out = tmp_path / "out"
-    res = _run_demo("--images", str(images), "--out", str(out), "--model-config",
-                    str(LIGHT_CONFIG), "--device", "cpu", "--startup-timeout", "90",
+    res = _run_demo("--images", str(images), "--out", str(out), "--backend", "dir",
+                    "--model-config", str(LIGHT_CONFIG), "--device", "cpu", "--startup-timeout", "90",
                     "--timeout", "60", timeout=DEMO_TIMEOUT_S)
     log = f"stdout:\n{res.stdout[-3000:]}\nstderr:\n{res.stderr[-3000:]}"
     assert res.returncode == 0, log

@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from dir_ros import geometry as geo
+from dir_ros import crop as C
+from dir_ros import decode as D
 from dir_ros import predictor as P
+from dir_ros import results as R
+from dir_ros import smoothing as S
 from dir_ros.hands_msg import fields_to_result, result_to_fields
 from dir_ros.model.outputs import DIROutput, HandPrediction, LevelOutput
 
@@ -41,7 +45,7 @@ def test_decode_raw(encoding: str, pad: int) -> None:
     padded = np.zeros((h, row + pad), np.uint8)
     padded[:, :row] = src.reshape(h, row)
     padded[:, row:] = 77  # garbage in the padding must be ignored
-    out = P.decode_image(padded.tobytes(), w, h, encoding, row + pad)
+    out = D.decode_image(padded.tobytes(), w, h, encoding, row + pad)
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
     expected = rgb if src.shape[2] >= 3 else cv2.cvtColor(src[..., 0], cv2.COLOR_GRAY2RGB)
     assert np.array_equal(out, expected)
@@ -50,8 +54,8 @@ def test_decode_raw(encoding: str, pad: int) -> None:
 def test_decode_step_zero_and_list_input() -> None:
     """step 0 means packed rows; a list of ints (rclpy array) works too."""
     rgb = _rgb(4, 5)
-    assert np.array_equal(P.decode_image(list(rgb.tobytes()), 5, 4, "rgb8", 0), rgb)
-    assert np.array_equal(P.decode_image(np.frombuffer(rgb.tobytes(), np.uint8), 5, 4, "rgb8"), rgb)
+    assert np.array_equal(D.decode_image(list(rgb.tobytes()), 5, 4, "rgb8", 0), rgb)
+    assert np.array_equal(D.decode_image(np.frombuffer(rgb.tobytes(), np.uint8), 5, 4, "rgb8"), rgb)
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
@@ -62,7 +66,7 @@ def test_decode_compressed(ext: str) -> None:
     rgb[:, 30:] = (10, 200, 90)
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
-    out = P.decode_compressed(buf.tobytes(), "jpeg" if ext == ".jpg" else "png")
+    out = D.decode_compressed(buf.tobytes(), "jpeg" if ext == ".jpg" else "png")
     assert out.shape == rgb.shape
     assert np.abs(out.astype(int) - rgb).mean() < (0.01 if ext == ".png" else 5.0)
 
@@ -70,16 +74,16 @@ def test_decode_compressed(ext: str) -> None:
 def test_bad_buffers_raise_clear_errors() -> None:
     """Short buffer, bad step, unknown encoding and garbage compressed data all raise ValueError."""
     with pytest.raises(ValueError, match=r"rgb8.*640x480.*needs at least 921600 bytes, got 1000"):
-        P.decode_image(b"\0" * 1000, 640, 480, "rgb8", 1920)
+        D.decode_image(b"\0" * 1000, 640, 480, "rgb8", 1920)
     with pytest.raises(ValueError, match=r"step 10 < width\*channels 30"):
-        P.decode_image(b"\0" * 3000, 10, 10, "bgr8", 10)
+        D.decode_image(b"\0" * 3000, 10, 10, "bgr8", 10)
     with pytest.raises(ValueError, match=r"unsupported image encoding 'yuv422'"):
-        P.decode_image(b"\0" * 100, 5, 5, "yuv422", 10)
+        D.decode_image(b"\0" * 100, 5, 5, "yuv422", 10)
     with pytest.raises(ValueError,
                        match=r"cannot decode compressed image \(format 'jpeg', 4 bytes\)"):
-        P.decode_compressed(b"junk", "jpeg")
+        D.decode_compressed(b"junk", "jpeg")
     with pytest.raises(ValueError, match="empty"):
-        P.decode_compressed(b"", "png")
+        D.decode_compressed(b"", "png")
 
 
 # --- croppers ---------------------------------------------------------------------------
@@ -87,18 +91,18 @@ def test_bad_buffers_raise_clear_errors() -> None:
 def test_croppers() -> None:
     """full = centred square; roi squares the ROI; track follows valid hands else full."""
     img = np.zeros((480, 640, 3), np.uint8)
-    assert P.make_cropper("full")(img, None) == geo.CropBox(320, 240, 640)
-    assert P.make_cropper("roi", [100, 100, 200, 100])(img, None) == geo.CropBox(200, 150, 200)
+    assert C.make_cropper("full")(img, None) == geo.CropBox(320, 240, 640)
+    assert C.make_cropper("roi", [100, 100, 200, 100])(img, None) == geo.CropBox(200, 150, 200)
     with pytest.raises(ValueError, match="roi"):
-        P.make_cropper("roi", [])
+        C.make_cropper("roi", [])
     with pytest.raises(ValueError, match="full, roi, track"):
-        P.make_cropper("detector")
-    tracker = P.make_cropper("track")
+        C.make_cropper("detector")
+    tracker = C.make_cropper("track")
     assert tracker(img, None).size == 640
-    hand = P.HandsResult.invalid("left", np.zeros((1, 3)), 4)
+    hand = R.HandsResult.invalid("left", np.zeros((1, 3)), 4)
     hand.valid = True
     hand.keypoints_2d = np.array([[100.0, 100.0], [180.0, 140.0]] * 10 + [[100.0, 100.0]])
-    prev = P.FrameResult(hand, P.HandsResult.invalid("right", np.zeros((1, 3)), 4),
+    prev = R.FrameResult(hand, R.HandsResult.invalid("right", np.zeros((1, 3)), 4),
                          geo.full_frame_box(640, 480))
     assert tracker(img, prev) == geo.CropBox(140.0, 120.0, 100.0)
 
@@ -179,6 +183,26 @@ def test_predict_stub_metric_placement_and_confidence() -> None:
     assert not res.left.metric
 
 
+def test_predict_stub_off_axis_crop_rotates_into_the_camera_view() -> None:
+    """A crop off the principal point: the network's root-relative geometry and wrist
+    orientation (identity in the stub) are rotated by the rotation from the optical axis to
+    the crop-centre ray, so the wrist orientation comes out as that rotation."""
+    stub = _StubDIR((5.0, 0.0, 0.0))
+    box = geo.CropBox(600.0, 240.0, 80.0)  # about 25 degrees right of the axis
+    pred = P.HandsPredictor(stub, cropper=lambda rgb, prev: box, min_confidence=0.0)
+    res = pred.predict(np.zeros((480, 640, 3), np.uint8), K)
+    view = geo.ray_rotation(K, np.array([box.cx, box.cy]))
+    ray = np.linalg.solve(K, [box.cx - 0.5, box.cy - 0.5, 1.0])
+    angle = np.degrees(np.arccos(ray[2] / np.linalg.norm(ray)))
+    assert angle > 20.0
+    got = geo.quat_to_matrix(res.left.wrist_quat)
+    assert np.allclose(got, view, atol=1e-6)
+    rel = res.left.joints - res.left.joints[0]
+    assert np.allclose(rel, stub.joints.numpy() @ view.T, atol=1e-5)
+    # root axis-angle of the message pose is the same rotation
+    assert np.allclose(geo.axis_angle_to_matrix(res.left.pose[:3]), view, atol=1e-5)
+
+
 def test_fields_roundtrip() -> None:
     """result_to_fields has the message's sizes; invalid hands are zeroed; round trip."""
     pred = P.HandsPredictor(_StubDIR((5.0, 0.0, 0.0)), min_confidence=0.5)
@@ -195,18 +219,18 @@ def test_fields_roundtrip() -> None:
 
 
 def test_ema_smoother() -> None:
-    """EMA halves a step with factor 0.5 and restarts after an invalid frame."""
+    """EMA halves a (5 cm) step with factor 0.5."""
     pred = P.HandsPredictor(_StubDIR((5.0, 0.0, 0.0)), min_confidence=0.0)
     a = pred.predict(np.zeros((480, 640, 3), np.uint8), K)
-    sm = P.EmaSmoother(0.5)
+    sm = S.EmaSmoother(0.5)
     sm(a)
     from dataclasses import replace
 
-    moved = replace(a, left=replace(a.left, wrist_position=a.left.wrist_position + 1.0))
+    moved = replace(a, left=replace(a.left, wrist_position=a.left.wrist_position + 0.05))
     out = sm(moved)
-    assert np.allclose(out.left.wrist_position, a.left.wrist_position + 0.5)
+    assert np.allclose(out.left.wrist_position, a.left.wrist_position + 0.025)
     with pytest.raises(ValueError):
-        P.EmaSmoother(0.0)
+        S.EmaSmoother(0.0)
 
 
 # --- the light DIR model ----------------------------------------------------------------
@@ -220,7 +244,7 @@ def _light_predictor(**over: object) -> P.HandsPredictor:
     if not LIGHT_CONFIG.is_file():
         pytest.skip(f"{LIGHT_CONFIG} missing")
     cfg = {"model_config": str(LIGHT_CONFIG), "weights": "", "device": "cpu",
-           "min_confidence": 0.0, **over}
+           "min_confidence": 0.0, "crop": "full", **over}
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         return P.HandsPredictor.from_config(cfg)
 
@@ -231,7 +255,7 @@ def test_predict_light_model_shapes() -> None:
     img = _rgb(120, 160)
     for k in (K, None):
         res = pred.predict(img, k)
-        for side in P.SIDES:
+        for side in R.SIDES:
             h = res.hand(side)
             v = h.vertices.shape[0]
             assert h.side == side

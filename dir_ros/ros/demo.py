@@ -2,8 +2,10 @@
 
 What it does (what `make demo` runs):
   1. starts the node as its installed executable (`lib/dir_ros/hands_node`) in a subprocess,
-     in its own namespace (default /demo), with the params of config/hands.yaml plus the
-     demo's overrides (network config, weights, min_confidence 0 so both hands come out);
+     in its own namespace (default /demo), with the params of config/hands.yaml (backend
+     auto: the landmark backend until a DIR checkpoint is given) plus the demo's overrides
+     (backend, network config, weights; no smoothing across the independent images; with a
+     randomly initialised network min_confidence 0 so both hands come out);
   2. for each jpg/png in --images: publishes a sensor_msgs/CameraInfo (pinhole with a
      default horizontal field of view, principal point at the image centre: the sample
      images have no calibration) and the image as sensor_msgs/Image bgr8;
@@ -61,8 +63,6 @@ LOG_TAIL_LINES = 25  # lines of the node log printed on failure
 OUTPUT_QOS_DEPTH = 50  # demo subscriptions: keep every answer of a run
 TF_QOS_DEPTH = 100  # /tf as tf2_ros subscribes to it
 # Overlay text (the hands themselves are drawn by dir_ros.overlay).
-WARNING_BGR = (0, 0, 255)
-TEXT_WIDTH_PX_PER_SCALE = 1100.0  # cv2 font scale 1.0 per this many image pixels of width
 RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR network is "
                           "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
                           "yet (it only shows the pipeline working end to end).")
@@ -306,42 +306,6 @@ class DemoClient:
 
 # ---- reading the answer ------------------------------------------------------------------
 
-def draw_overlay(bgr: np.ndarray, hands: dict[str, Any], K: np.ndarray,
-                 random_weights: bool) -> np.ndarray:
-    """Input image (H,W,3 BGR) with each valid hand (side -> HandsResult) drawn: projected
-    mesh, skeleton, keypoints and a text line (confidence, wrist xyz in m); left and right in
-    different colours."""
-    import cv2
-
-    from dir_ros.overlay import LINE_PX_PER_THICKNESS, colour, draw_hands
-
-    out = draw_hands(bgr, hands.values(), K, bgr=True)
-    h, w = bgr.shape[:2]
-    thickness = max(1, round(min(h, w) / LINE_PX_PER_THICKNESS))
-    lines = [(hand_text(side, hand), colour(side, bgr=True)) for side, hand in hands.items()]
-    if random_weights:
-        lines.append(("RANDOM WEIGHTS: geometry not meaningful yet", WARNING_BGR))
-    scale = max(0.4, w / TEXT_WIDTH_PX_PER_SCALE)
-    line_h = int(30 * scale) + 6
-    for i, (text, text_colour) in enumerate(lines):
-        org = (8, 8 + line_h * (i + 1) - 6)
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    thickness + 2, cv2.LINE_AA)
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, text_colour, thickness,
-                    cv2.LINE_AA)
-    return out
-
-
-def hand_text(side: str, hand: Any) -> str:
-    """'left  conf 0.53  wrist (+0.012, -0.034, +0.612) m' (or why there is no position)."""
-    if not hand.valid:
-        return f"{side:<5} not valid"
-    x, y, z = hand.wrist_position
-    where = (f"wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m" if hand.metric
-             else "wrist-relative (metric false: no 3D placement)")
-    return f"{side:<5} conf {hand.confidence:.2f}  {where}"
-
-
 # ---- main --------------------------------------------------------------------------------
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -355,6 +319,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     ap.add_argument("--model-config", default=DEFAULT_MODEL_CONFIG,
                     help=f"network config YAML (default {DEFAULT_MODEL_CONFIG}; "
                          "config/model/dir_light.yaml is the small CPU one)")
+    ap.add_argument("--backend", default=None, choices=("auto", "dir", "landmarks"),
+                    help="reconstruction backend; default: the `backend` of --params (auto: "
+                         "the landmark backend until `weights` names a DIR checkpoint)")
     ap.add_argument("--weights", default=None,
                     help="trained checkpoint; default: the `weights` of --params")
     ap.add_argument("--params", default=DEFAULT_PARAMS,
@@ -468,14 +435,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dir_ros.hands_msg import fields_to_hand
-    from dir_ros.predictor import is_unset
+    from dir_ros.overlay import draw_overlay
+    from dir_ros.predictor import choose_backend, is_unset
 
     images = list_images(args.images)
     params_file = resolve_file(args.params, "node parameter file")
     model_config = resolve_file(args.model_config, "model config")
     overrides: dict[str, Any] = {
         "model_config": str(model_config),
-        "min_confidence": 0.0,  # so both hands come out whatever the (random) scores
+        "smoothing": "none",  # the sample images are independent photos, not a video
         "image_reliability": "reliable",  # our publisher is reliable: no lost 3 MB frames
         "image_transport": "raw",
         "frame_prefix": TF_PREFIX,
@@ -487,11 +455,16 @@ def run(args: argparse.Namespace) -> int:
                                 if not is_unset(args.weights) else "")
     if args.device is not None:
         overrides["device"] = args.device
+    if args.backend is not None:
+        overrides["backend"] = args.backend
     params = node_params(params_file, overrides)
     weights = str(params.get("weights", "") or "")
     if not is_unset(weights) and not os.path.isabs(weights):
         params["weights"] = str(resolve_file(weights, "weights file"))
-    random_weights = is_unset(weights)
+    random_weights = is_unset(weights) and \
+        choose_backend(str(params.get("backend", "auto")), weights) == "dir"
+    if random_weights:
+        params["min_confidence"] = 0.0  # so both hands come out whatever the (random) scores
 
     try:
         import rclpy  # noqa: F401
@@ -508,8 +481,11 @@ def run(args: argparse.Namespace) -> int:
     # match /demo/hands_node).
     params_yaml.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}},
                                           sort_keys=False), encoding="utf-8")
-    print(f"demo: {len(images)} image(s) from {args.images}; model {model_config.name}; "
-          f"weights {params.get('weights') or '(none)'}; device {params.get('device', 'auto')}; "
+    backend = choose_backend(str(params.get("backend", "auto")), weights)
+    what = (f"backend dir: model {model_config.name}, weights {params.get('weights') or '(none)'}, "
+            f"device {params.get('device', 'auto')}" if backend == "dir" else
+            "backend landmarks (MediaPipe hand landmarks + hand-model fit; set weights for DIR)")
+    print(f"demo: {len(images)} image(s) from {args.images}; {what}; "
           f"fov {args.fov_deg:g} deg; namespace {args.namespace}; output {out}", flush=True)
     if random_weights:
         print(RANDOM_WEIGHTS_WARNING, flush=True)
@@ -537,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
             slowest = max(slowest, lat)
             hands = {"left": fields_to_hand(msg.left), "right": fields_to_hand(msg.right)}
             overlay_path = out / f"{path.stem}_overlay.png"
-            if not cv2.imwrite(str(overlay_path), draw_overlay(bgr, hands, K, random_weights)):
+            if not cv2.imwrite(str(overlay_path), draw_overlay(bgr, hands, K, random_weights=random_weights)):
                 raise DemoError(f"cannot write '{overlay_path}'", EXIT_INPUT)
             rows.append({
                 "image": path.name,
@@ -566,6 +542,7 @@ def run(args: argparse.Namespace) -> int:
         rc = node.stop()
     summary = {
         "random_weights": random_weights,
+        "backend": backend,
         "model_config": str(model_config),
         "weights": params.get("weights") or None,
         "fov_deg": args.fov_deg,

@@ -24,7 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from dir_ros.hand_model import BONE_PARENTS
 from dir_ros.overlay import HAND_COLOURS
-from dir_ros.predictor import FrameResult, HandsResult
+from dir_ros.results import FrameResult, HandsResult
 
 MESH_ALPHA = 0.8  # mesh opacity, as the interface proposes
 JOINT_DIAMETER_M = 0.008  # sphere size of the keypoints

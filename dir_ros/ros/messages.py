@@ -11,7 +11,7 @@ from std_msgs.msg import Header
 
 from dir_ros.hands_msg import result_to_fields
 from dir_ros.msg import HandMesh, TwoHandMesh
-from dir_ros.predictor import FrameResult
+from dir_ros.results import FrameResult
 
 
 def fill_hand(msg: HandMesh, f: Mapping[str, Any]) -> HandMesh:

@@ -1,0 +1,147 @@
+"""Landmark backend: two hands without the DIR network, for users with no DIR checkpoint.
+
+Per frame: the hand front end (detection.HandDetector, MediaPipe's bundled models) gives each
+hand's 21 image landmarks and 21 metric world landmarks; per hand the world landmarks are
+turned from the hand's own view into the camera's (geometry.ray_rotation), the hand model
+(open hand or MANO) is fitted to them (landmark_fit.HandFitter, warm-started from the previous
+frame), and with K the fitted keypoints are placed in the camera frame so that they project
+onto the image landmarks (landmark_fit.place_hand). Without K the hands are wrist-relative.
+No ROS imports.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from dir_ros import geometry as geo
+from dir_ros.crop import detect_box
+from dir_ros.results import SIDES, FrameResult, HandsResult
+
+LOG = logging.getLogger("dir_ros.landmark_backend")
+
+
+class LandmarkPredictor:
+    """Two hands from one RGB image through detected landmarks and a hand-model fit."""
+
+    device = "cpu"  # the fit runs on the CPU: two hands, a few small batched steps
+    precision = "fp32"
+
+    def __init__(self, detector: Any, layers: Mapping[str, Any], min_confidence: float,
+                 depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None) -> None:
+        from dir_ros.landmark_fit import HandFitter
+
+        self.detector = detector
+        self.layers = dict(layers)
+        self.fitters = {s: HandFitter(self.layers[s], **(fitter_kwargs or {})) for s in SIDES}
+        self.min_confidence = float(min_confidence)
+        self.depth_range = (float(depth_range[0]), float(depth_range[1]))
+        self.faces = {s: self.layers[s].faces.cpu().numpy().astype(np.int64) for s in SIDES}
+        self.num_verts = {s: int(self.layers[s].num_verts) for s in SIDES}
+        self._warm: dict[str, np.ndarray] = {}  # side -> last fit's params (warm start)
+        self.previous: Optional[FrameResult] = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LandmarkPredictor":
+        """Build from a predictor config (predictor.DEFAULT_CONFIG keys; the network's keys
+        are not used)."""
+        from dir_ros.hand_model import build_hand_layers
+        from dir_ros.predictor import hand_model_dir, load_config, make_detector
+
+        cfg = load_config(config)
+        layers = build_hand_layers(hand_model_dir(cfg["hand_model"]))
+        return cls(make_detector(cfg), layers, min_confidence=float(cfg["min_confidence"]),
+                   depth_range=cfg["depth_range"])
+
+    def reset(self) -> None:
+        """Forget the previous frame (detector tracks, warm starts)."""
+        self._warm.clear()
+        self.previous = None
+        self.detector.reset()
+
+    def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
+        """rgb (H,W,3) uint8, K (3,3) intrinsics or None -> FrameResult (both hands)."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"predict() needs an RGB uint8 (H,W,3) image, got "
+                             f"{rgb.dtype} {rgb.shape}")
+        t0 = time.perf_counter()
+        detections = self.detector(rgb)
+        t1 = time.perf_counter()
+        result = self.hands_from_detections(detections, (rgb.shape[1], rgb.shape[0]), K)
+        result.timings = {"detect_ms": 1e3 * (t1 - t0), **result.timings}
+        return result
+
+    def hands_from_detections(self, detections: Mapping[str, Any], image_size: tuple[int, int],
+                              K: Optional[np.ndarray]) -> FrameResult:
+        """Detections (side -> detection.Detection) of an image of image_size (w, h) px ->
+        FrameResult; the fit and placement half of predict()."""
+        t0 = time.perf_counter()
+        if K is not None:
+            K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+            if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0):
+                K = None  # an uncalibrated CameraInfo carries K = 0
+        hands = {}
+        for side in SIDES:
+            det = detections.get(side)
+            hands[side] = HandsResult.invalid(side, self.faces[side], self.num_verts[side]) \
+                if det is None else self._hand(side, det, K)
+            if det is None or not hands[side].valid:
+                self._warm.pop(side, None)
+        found = [d.landmarks_px for d in detections.values()]
+        box = detect_box(found) if found else geo.full_frame_box(*image_size)
+        result = FrameResult(left=hands["left"], right=hands["right"], box=box,
+                             image_size=(int(image_size[0]), int(image_size[1])),
+                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0)})
+        self.previous = result
+        return result
+
+    def _hand(self, side: str, det: Any, K: Optional[np.ndarray]) -> HandsResult:
+        """One detection -> HandsResult in the camera frame (metric when K places it)."""
+        px = np.asarray(det.landmarks_px, dtype=np.float64)
+        world = np.asarray(det.world, dtype=np.float64)
+        if not (np.all(np.isfinite(px)) and np.all(np.isfinite(world))):
+            LOG.debug("%s hand: non-finite landmarks", side)
+            return HandsResult.invalid(side, self.faces[side], self.num_verts[side])
+        # MediaPipe's world landmarks describe the hand as seen along the ray through it (its
+        # landmark model sees a crop around the hand): rotate them into the camera's view.
+        view = geo.ray_rotation(K, px.mean(axis=0)) if K is not None else np.eye(3)
+        target = (world - world[0]) @ view.T
+        fit = self.fitters[side].fit(target[None], init=self._warm.get(side))
+        self._warm[side] = fit.params
+        joints_rel = np.asarray(fit.joints[0], dtype=np.float64)
+        verts_rel = np.asarray(fit.vertices[0], dtype=np.float64) - joints_rel[0]
+        joints_rel = joints_rel - joints_rel[0]
+        root = None
+        if K is not None:
+            try:
+                root = place_checked(joints_rel, px, K, self.depth_range)
+            except ValueError as e:
+                LOG.debug("%s hand: no metric placement (%s)", side, e)
+        offset = root if root is not None else np.zeros(3)
+        rotmats = np.asarray(fit.rotmats[0], dtype=np.float64)
+        return HandsResult(
+            side=side, valid=bool(det.score >= self.min_confidence),
+            confidence=float(det.score),
+            vertices=(verts_rel + offset).astype(np.float32),
+            joints=(joints_rel + offset).astype(np.float32),
+            wrist_position=offset.copy(), wrist_quat=geo.matrix_to_quat(rotmats[0]),
+            metric=root is not None,
+            pose=geo.matrix_to_axis_angle(rotmats).reshape(-1).astype(np.float32),
+            shape=np.asarray(fit.shape[0], dtype=np.float32),
+            keypoints_2d=px.astype(np.float32), faces=self.faces[side],
+            fit_residual_mm=float(fit.residual_mm[0]), source=str(det.source))
+
+
+def place_checked(joints_rel: np.ndarray, px: np.ndarray, K: np.ndarray,
+                  depth_range: Sequence[float]) -> np.ndarray:
+    """Camera-frame wrist position (3,) m of wrist-relative joints (21,3) m seen at px (21,2);
+    ValueError when the solution is not finite or its depth is outside depth_range."""
+    from dir_ros.landmark_fit import place_hand
+
+    root = place_hand(joints_rel, px, K)
+    if not (np.all(np.isfinite(root)) and depth_range[0] <= root[2] <= depth_range[1]):
+        raise ValueError(f"wrist at {root} m is outside the depth range {tuple(depth_range)}")
+    return root

@@ -1,0 +1,93 @@
+"""The installed node with its default parameters (backend auto -> the landmark backend) on a
+real photo of two hands: a TwoHandMesh with at least one valid, metric hand and its wrist TF."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+try:
+    import rclpy  # noqa: F401
+    from rclpy.qos import ReliabilityPolicy
+except ImportError as e:  # pragma: no cover - depends on the build
+    pytest.skip(f"rclpy not importable: {e}", allow_module_level=True)
+
+from test_node import FRAME, PREFIX, NodeProcess, Probe  # the node harness of test_node.py
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("mediapipe")
+
+PHOTO = Path(__file__).resolve().parents[2] / "shared" / "images" / "interwild_demo2_input.jpg"
+WIDTH, HEIGHT = 640, 480  # a VGA camera frame
+HFOV_DEG = 60.0
+ANSWER_DEADLINE_S = 90.0  # node start (MediaPipe graphs, hand model) + DDS on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def ctx() -> Iterator[Any]:
+    from test_node import DOMAIN_ID
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    yield context
+    context.try_shutdown()
+
+
+def _camera_frame() -> np.ndarray:
+    """The photo letterboxed into a 640x480 RGB frame (aspect kept, grey borders)."""
+    bgr = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
+    scale = min(WIDTH / bgr.shape[1], HEIGHT / bgr.shape[0])
+    small = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    y0, x0 = (HEIGHT - small.shape[0]) // 2, (WIDTH - small.shape[1]) // 2
+    frame[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} not present")
+def test_default_node_on_a_real_photo(ctx: Any, tmp_path: Path) -> None:
+    """Default parameters, a photo of two interlocked hands with CameraInfo: at least one
+    valid metric hand at a plausible depth, and its wrist on /tf."""
+    node = NodeProcess(tmp_path, f"frame_prefix:={PREFIX}")
+    probe = Probe(ctx, ReliabilityPolicy.RELIABLE)
+    rgb = _camera_frame()
+    f = WIDTH / 2 / np.tan(np.radians(HFOV_DEG) / 2)
+    k = [f, 0.0, (WIDTH - 1) / 2, 0.0, f, (HEIGHT - 1) / 2, 0.0, 0.0, 1.0]
+    try:
+        def publish() -> None:
+            msg = probe.image(rgb.tobytes())
+            msg.width, msg.height, msg.step = WIDTH, HEIGHT, WIDTH * 3
+            info = probe.camera_info()
+            info.width, info.height, info.k = WIDTH, HEIGHT, k
+            probe.pub_info.publish(info)
+            probe.pub_img.publish(msg)
+            probe.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = 0.0
+
+        def answered() -> bool:
+            return any(h.valid and h.metric for m in probe.mine(probe.hands)
+                       for h in (m.left, m.right)) and bool(probe.tf)
+
+        ok = probe.spin_until(answered, ANSWER_DEADLINE_S, every=publish, period_s=2.0)
+        assert ok, f"no valid metric hand / TF (hands {len(probe.hands)}):\n{node.output()[-3000:]}"
+        msg = [m for m in probe.mine(probe.hands)
+               if any(h.valid and h.metric for h in (m.left, m.right))][-1]
+        assert msg.header.frame_id == FRAME
+        children = {t.child_frame_id: t for m in probe.tf for t in m.transforms}
+        for hand, side in ((msg.left, "left"), (msg.right, "right")):
+            if not (hand.valid and hand.metric):
+                continue
+            p = hand.wrist_pose.position
+            assert 0.05 < p.z < 3.0 and np.isfinite([p.x, p.y]).all()
+            assert len(hand.vertices) == 3 * 778 and len(hand.joints) == 21
+            kp = np.asarray(hand.keypoints_2d).reshape(21, 2)
+            assert np.all((kp >= 0) & (kp <= [WIDTH, HEIGHT]))  # on the image
+            assert f"{PREFIX}{side}_wrist" in children
+            assert children[f"{PREFIX}{side}_wrist"].header.frame_id == FRAME
+        assert node.proc.poll() is None
+    finally:
+        probe.close()
+        rc = node.stop()
+    assert rc == 0, node.output()[-3000:]
