@@ -1,59 +1,174 @@
-"""Launch dir_ros hands_node (and optionally RViz).
+"""Launch dir_ros hands_node (and optionally RViz, configured for the same topics and frame).
 
 ros2 launch dir_ros hands.launch.py image:=/camera/color/image_raw \
     camera_info:=/camera/color/camera_info [config:=<params.yaml>] [namespace:=hands] \
+    [frame_prefix:=cam1_] [fixed_frame:=camera_color_optical_frame] \
     [use_sim_time:=true] [rviz:=true]
+
+Everything is decided in one OpaqueFunction, before any process starts: with rviz:=true and
+no rviz2 installed the launch fails with one message and starts nothing. hands_node and RViz
+are tied together: when either exits, the whole launch shuts down (no orphaned node).
+RViz gets a config generated from rviz/hands.rviz with the camera image topic, the marker
+and debug-image topics of this node (its namespace) and the fixed frame filled in.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from typing import Any, Optional
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import (PackageNotFoundError, get_package_prefix,
+                                         get_package_share_directory)
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import (DeclareLaunchArgument, LogInfo, OpaqueFunction,
+                            RegisterEventHandler, Shutdown)
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+PACKAGE = "dir_ros"
+RVIZ_PACKAGE = "rviz2"  # package and executable name of RViz 2
+# RViz's fixed frame by default: the RealSense colour optical frame, the frame_id of the
+# default image topic's images (markers and wrist TF frames hang off the image frame).
+DEFAULT_FIXED_FRAME = "camera_color_optical_frame"
+TRUE_WORDS = ("true", "1")  # what launch's IfCondition takes as true (case-insensitive)
+FALSE_WORDS = ("false", "0")
+# Display names in rviz/hands.rviz whose topic the generated config sets.
+RVIZ_CAMERA_DISPLAY = "Camera image"
+RVIZ_DEBUG_DISPLAY = "Debug image"
+RVIZ_MARKER_CLASS = "rviz_default_plugins/MarkerArray"
+RVIZ_CONFIG_PREFIX = "dir_ros_hands_"  # temp file name of the generated RViz config
+
+# (name, default, description); the config default is filled in from the share directory.
+ARGUMENTS: tuple[tuple[str, Optional[str], str], ...] = (
+    ("image", "/camera/color/image_raw",
+     "Input sensor_msgs/Image topic (remapped to `image`; relative = in `namespace`)."),
+    ("camera_info", "/camera/color/camera_info", "sensor_msgs/CameraInfo topic of that camera."),
+    ("config", None, "Params file of hands_node (see config/hands.yaml)."),
+    ("namespace", "", "Namespace of the node and its relative topics."),
+    ("frame_prefix", "", "Prefix of the wrist TF frames (<prefix>left_wrist); '' = the "
+     "params file's value."),
+    ("fixed_frame", DEFAULT_FIXED_FRAME,
+     "RViz fixed frame: the frame_id of the camera images (parent of markers and wrist TF)."),
+    ("use_sim_time", "false", "Use /clock (bag replay)."),
+    ("rviz", "false", "Start RViz (rviz2) showing the image, the hand markers and TF."),
+)
+
+
+class LaunchArgumentError(RuntimeError):
+    """A launch argument or missing tool that stops the launch before anything starts."""
+
 
 def generate_launch_description() -> LaunchDescription:
-    """hands_node with topic remaps, a params file, namespace, sim time and RViz switch."""
-    share = get_package_share_directory("dir_ros")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    args = [
-        DeclareLaunchArgument("image", default_value="/camera/color/image_raw",
-                              description="Input sensor_msgs/Image topic (remapped to `image`)."),
-        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info",
-                              description="sensor_msgs/CameraInfo topic of that camera."),
-        DeclareLaunchArgument("config", default_value=os.path.join(share, "config", "hands.yaml"),
-                              description="Params file of hands_node (see config/hands.yaml)."),
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the node and its relative topics."),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="Use /clock (bag replay)."),
-        DeclareLaunchArgument("rviz", default_value="false",
-                              description="Start RViz with rviz/hands.rviz."),
-    ]
+    """The declared arguments, then one OpaqueFunction that checks them and starts the nodes."""
+    share = get_package_share_directory(PACKAGE)
+    defaults = {"config": os.path.join(share, "config", "hands.yaml")}
+    args = [DeclareLaunchArgument(name, default_value=defaults.get(name, default),
+                                  description=description)
+            for name, default, description in ARGUMENTS]
+    return LaunchDescription(args + [OpaqueFunction(function=launch_setup,
+                                                    kwargs={"share": share})])
+
+
+def launch_setup(context: Any, share: str) -> list[Any]:
+    """Check the arguments (rviz2 present when asked for) first, then hands_node and RViz,
+    each shutting the launch down when it exits."""
+    cfg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    want_rviz = parse_flag("rviz", cfg["rviz"])
+    use_sim_time = parse_flag("use_sim_time", cfg["use_sim_time"])
+    rviz_exe = find_rviz2() if want_rviz else None
+    if want_rviz and rviz_exe is None:  # refuse before anything is started
+        raise LaunchArgumentError(
+            "rviz:=true but RViz 2 is not installed (no 'rviz2' package in the ament index, "
+            "no rviz2 on PATH): install it (apt install ros-$ROS_DISTRO-rviz2) or launch with "
+            "rviz:=false. Nothing was started.")
+    params: list[Any] = [cfg["config"], {"use_sim_time": use_sim_time}]
+    if cfg["frame_prefix"]:  # a string as given (launch would read "1_" or "true" as YAML)
+        params.append({"frame_prefix": ParameterValue(cfg["frame_prefix"], value_type=str)})
     hands = Node(
-        package="dir_ros",
-        executable="hands_node",
-        name="hands_node",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[LaunchConfiguration("config"),
-                    {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
-        remappings=[("image", LaunchConfiguration("image")),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
-    )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", os.path.join(share, "rviz", "hands.rviz")],
-        parameters=[{"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
-    )
-    return LaunchDescription(args + [hands, rviz])
+        package=PACKAGE, executable="hands_node", name="hands_node",
+        namespace=cfg["namespace"], output="screen", emulate_tty=True, parameters=params,
+        remappings=[("image", cfg["image"]), ("camera_info", cfg["camera_info"])],
+        on_exit=[Shutdown(reason="hands_node exited")])
+    if not want_rviz:
+        return [hands]
+    image_topic = resolve_topic(cfg["image"], cfg["namespace"])
+    rviz_config = write_rviz_config(
+        os.path.join(share, "rviz", "hands.rviz"),
+        image_topic=image_topic,
+        markers_topic=resolve_topic("hands/markers", cfg["namespace"]),
+        debug_topic=resolve_topic("hands/debug_image", cfg["namespace"]),
+        fixed_frame=cfg["fixed_frame"])
+    rviz_kwargs = ({"package": RVIZ_PACKAGE, "executable": RVIZ_PACKAGE}
+                   if rviz_exe == RVIZ_PACKAGE else {"executable": rviz_exe})
+    rviz = Node(**rviz_kwargs, name="rviz2", arguments=["-d", rviz_config],
+                parameters=[{"use_sim_time": use_sim_time}], output="screen",
+                on_exit=[Shutdown(reason="RViz exited")])
+    cleanup = RegisterEventHandler(OnShutdown(
+        on_shutdown=lambda event, ctx: remove_file(rviz_config)))
+    note = LogInfo(msg=f"RViz config {rviz_config}: image {image_topic}, "
+                       f"fixed frame {cfg['fixed_frame']}")
+    return [hands, note, rviz, cleanup]
+
+
+def parse_flag(name: str, text: str) -> bool:
+    """A boolean launch argument as IfCondition reads it; anything else is refused."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise LaunchArgumentError(f"{name}:={text!r} is not a boolean (true/false/1/0)")
+
+
+def find_rviz2() -> Optional[str]:
+    """'rviz2' when the ament index has the package's executable, else its path on PATH,
+    else None (RViz is not installed)."""
+    try:
+        prefix = get_package_prefix(RVIZ_PACKAGE)
+    except (PackageNotFoundError, KeyError, LookupError, ValueError):
+        prefix = None
+    if prefix and os.access(os.path.join(prefix, "lib", RVIZ_PACKAGE, RVIZ_PACKAGE), os.X_OK):
+        return RVIZ_PACKAGE
+    return shutil.which(RVIZ_PACKAGE)
+
+
+def resolve_topic(name: str, namespace: str) -> str:
+    """Absolute topic of a node's (possibly relative) topic name in `namespace`."""
+    if name.startswith("/"):
+        return name
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+def write_rviz_config(template: str, *, image_topic: str, markers_topic: str, debug_topic: str,
+                      fixed_frame: str) -> str:
+    """A temporary copy of the RViz config `template` with the topics and fixed frame set;
+    returns its path."""
+    import yaml
+
+    with open(template, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    manager = config["Visualization Manager"]
+    for display in manager.get("Displays", []):
+        topic = {RVIZ_CAMERA_DISPLAY: image_topic, RVIZ_DEBUG_DISPLAY: debug_topic}.get(
+            display.get("Name"))
+        if display.get("Class") == RVIZ_MARKER_CLASS:
+            topic = markers_topic
+        if topic is not None:
+            display.setdefault("Topic", {})["Value"] = topic
+    manager.setdefault("Global Options", {})["Fixed Frame"] = fixed_frame
+    fd, path = tempfile.mkstemp(prefix=RVIZ_CONFIG_PREFIX, suffix=".rviz")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    return path
+
+
+def remove_file(path: str) -> None:
+    """Delete the generated RViz config at shutdown (RViz read it at start)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,189 +1,649 @@
 #!/usr/bin/env python3
-"""Benchmark hands_node end to end over DDS: image publish -> TwoHandMesh receive.
+"""Benchmark hands_node over DDS: where do frames go? Transport loss against mailbox drops.
 
-Starts the node (light model config by default) in a subprocess, then
-  1. latency: publishes one image at a time, waits for its TwoHandMesh; median / p95 / max;
-  2. sustained rate: publishes at --flood-hz for --flood-s seconds; outputs per second
-     (newest-frame-wins: the rest are dropped by the node, also reported).
-  3. baseline: HandsPredictor.predict() on the same image in this process (after the node
-     stops), so the node's transport + decode + publish overhead shows as a ratio.
-Prints figures only (no assertions). Needs the built messages (source install/setup.bash).
+For each kind of camera publisher (best effort, reliable) it creates the publisher, then
+starts a fresh node in a subprocess (own ROS_DOMAIN_ID), as with a camera that is already
+running; for each image size it publishes --seconds of bgr8 frames at --rate Hz, each with a
+unique header stamp, and counts:
+  published      frames this script published;
+  answered       TwoHandMesh messages that came back with one of those stamps (per stamp);
+  mailbox drops  frames the node received but replaced by a newer one before processing
+                 (its /diagnostics `dropped_total`, difference over the phase);
+  errors         decode + inference errors of the node over the phase (/diagnostics);
+  received       what reached the node's image callback: its `received_total` when its
+                 /diagnostics has one, else answered + mailbox drops + errors;
+  transport loss published - received: lost between the publisher and the node's callback
+                 (on the wire, or replaced in the node's DDS reader queue before its
+                 executor took it).
+The node's `image_reliability` is left at its default unless --reliability is given; a
+publisher whose QoS never matches the node's subscription is reported as incompatible.
 
-  python scripts/benchmark_node.py [--model-config config/model/dir_light.yaml]
-         [--width 640 --height 480] [--frames 30] [--device cpu]
+--predictor stub (default) runs the real node with an instant stand-in predictor (two
+invalid hands of MANO size), so the node is not the bottleneck and the figures are transport;
+--predictor light runs the light DIR network (random weights) as a speed reference.
+--latency-frames N adds publish -> TwoHandMesh latency (one frame at a time, first size).
+Prints a table; --json writes the figures. Needs the built messages (tools/ros_env.sh).
+
+  tools/ros_env.sh python scripts/benchmark_node.py [--sizes 640x480,1280x720] [--rate 30]
+      [--seconds 10] [--publishers best_effort,reliable] [--reliability best_available]
+      [--predictor stub|light] [--latency-frames 30] [--json out/benchmark_node.json]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_DEADLINE_S = 120.0
-REPLY_DEADLINE_S = 3.0  # a frame without a reply by then counts as lost
+SERVE_STUB_FLAG = "--serve-stub-node"  # argv[1] that makes this file run the stub node itself
+NODE_NAME = "hands_node"
+STARTUP_DEADLINE_S = 180.0  # process start -> first TwoHandMesh
+MATCH_DEADLINE_S = 10.0  # new publisher -> matched with the node's subscription
+MATCH_SETTLE_S = 0.5  # after matching, for the node's side of discovery
+QUIET_S = 1.5  # no new answer for this long = the node has finished what it had
+SETTLE_DEADLINE_S = 60.0  # longest wait for the node to finish after a phase
+DIAG_DEADLINE_S = 5.0  # longest wait for a /diagnostics message after a given moment
+REPLY_DEADLINE_S = 3.0  # latency / lockstep: a frame without a reply by then counts as lost
+NODE_EXIT_TIMEOUT_S = 30.0  # SIGINT -> exit, then SIGKILL
+ANSWER_DEPTH = 100  # TwoHandMesh subscription depth (reliable): no answer lost here
+# Publisher history depth: rclcpp's default QoS depth, what image_transport publishers use.
+PUBLISHER_DEPTH = 10
+RELIABILITY_CHOICES = ("best_available", "best_effort", "reliable")
+MANO_VERTS, MANO_FACES = 778, 1538  # stub hands have the mesh size of the real ones
+LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
 BASELINE_WARMUP = 3  # predict() calls before timing the in-process baseline
+DOMAIN_BASE, DOMAIN_SPAN = 150, 80  # ROS_DOMAIN_ID = base + pid % span: runs do not meet
+KIB_PER_MIB = 1024.0
+
+Stamp = tuple[int, int]
 
 
-def main() -> int:
-    """Run the benchmark and print its figures."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model-config", default=str(ROOT / "config/model/dir_light.yaml"))
-    ap.add_argument("--weights", default="")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--frames", type=int, default=30, help="latency samples")
-    ap.add_argument("--flood-hz", type=float, default=60.0)
-    ap.add_argument("--flood-s", type=float, default=10.0)
-    ap.add_argument("--markers", action="store_true", help="also publish markers (default off)")
-    ap.add_argument("--reliable", action="store_true",
-                    help="RELIABLE image QoS on both sides (default: best effort, as cameras)")
-    args = ap.parse_args()
+# ---- the node process ---------------------------------------------------------------------
 
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+def node_command() -> list[str]:
+    """The installed hands_node executable run by this Python, else the module."""
+    exe = ROOT / "install" / "dir_ros" / "lib" / "dir_ros" / "hands_node"
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        exe = Path(get_package_prefix("dir_ros")) / "lib" / "dir_ros" / "hands_node"
+    except Exception:  # no ament index: the source checkout's install space, else the module
+        pass
+    return [sys.executable, str(exe)] if exe.is_file() else [sys.executable, "-m",
+                                                             "dir_ros.ros.node"]
+
+
+def node_parameters(predictor: str, *, reliability: Optional[str], device: str = "cpu",
+                    markers: bool = False, crop: str = "full",
+                    model_config: str = str(LIGHT_CONFIG)) -> dict[str, str]:
+    """hands_node parameters for a benchmark run (values as `-p name:=value` text)."""
+    params = {"backend": "dir", "model_config": model_config, "device": device,
+              "crop": crop, "min_confidence": "0.0", "publish_markers": str(markers).lower()}
+    if reliability:
+        params["image_reliability"] = reliability
+    return params
+
+
+class NodeProcess:
+    """hands_node in a subprocess with its own ROS domain; output goes to a log file."""
+
+    def __init__(self, predictor: str, params: dict[str, str], domain: int) -> None:
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="hands_node_", suffix=".log",
+                                               delete=False)
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
+                   RCUTILS_LOGGING_BUFFERED_STREAM="0")
+        # the node runs this checkout's dir_ros (dir_ros.msg still comes from the install)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        exe = ([sys.executable, str(Path(__file__).resolve()), SERVE_STUB_FLAG]
+               if predictor == "stub" else node_command())
+        self.cmd = exe + ["--ros-args"] + [a for k, v in params.items()
+                                           for a in ("-p", f"{k}:={v}")]
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the node (the ROS wheels re-exec Python in place: same pid)."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the node runs."""
+        return self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        """Resident set size (VmRSS) of the node in MiB; nan once it has exited."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / KIB_PER_MIB
+        except OSError:
+            pass
+        return float("nan")
+
+    def output(self) -> str:
+        """Everything the node printed so far."""
+        self.log.flush()
+        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> Optional[int]:
+        """SIGINT (the node's clean shutdown), SIGKILL after NODE_EXIT_TIMEOUT_S; removes the
+        log. Returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(NODE_EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+        return self.proc.returncode
+
+
+def serve_stub_node(ros_args: list[str]) -> int:
+    """Run the real hands_node with an instant predictor (this process is the node)."""
+    from dir_ros import geometry as geo
+    from dir_ros import predictor as P
+    from dir_ros.results import FrameResult, HandsResult
+
+    faces = np.zeros((MANO_FACES, 3), np.int64)
+
+    class StubPredictor:
+        """Two invalid hands of MANO size at once: the node's own cost without a network."""
+
+        device, precision, min_confidence = "cpu", "fp32", 0.0
+
+        def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
+            h, w = rgb.shape[:2]
+            return FrameResult(left=HandsResult.invalid("left", faces, MANO_VERTS),
+                               right=HandsResult.invalid("right", faces, MANO_VERTS),
+                               box=geo.CropBox(w / 2.0, h / 2.0, float(min(w, h))),
+                               image_size=(w, h))
+
+        def reset(self) -> None:
+            """Nothing to forget."""
+
+    def stub_factory(config: Any) -> StubPredictor:
+        return StubPredictor()
+
+    P.build_predictor = stub_factory  # before the node module binds it as its default
+    import inspect
+
+    from dir_ros.ros import node as node_module
+
+    default = inspect.signature(node_module.HandsNode.__init__).parameters.get(
+        "predictor_factory")
+    if default is None or default.default is not stub_factory:
+        print("benchmark stub: hands_node no longer takes its predictor from "
+              "dir_ros.predictor.build_predictor; use --predictor light", file=sys.stderr)
+        return 2
+    return node_module.main(["hands_node", *ros_args])
+
+
+# ---- the ROS client -----------------------------------------------------------------------
+
+class BenchClient:
+    """rclpy node publishing frames with unique stamps, recording answers and diagnostics."""
+
+    def __init__(self, domain: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from dir_ros.msg import TwoHandMesh
+
+        self._rclpy = rclpy
+        rclpy.init(domain_id=domain)
+        self.node = rclpy.create_node("hands_benchmark")
+        self.answers: dict[Stamp, float] = {}  # stamp -> monotonic receive time
+        self.diag: Optional[tuple[float, dict[str, str]]] = None  # (receive time, values)
+        self.last_answer = 0.0
+        reliable = QoSProfile(depth=ANSWER_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(TwoHandMesh, "hands", self._on_hands, reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable)
+        self.pub: Any = None
+        self.info_pub: Any = None
+        self.publisher_kind = ""
+
+    def _on_hands(self, msg: Any) -> None:
+        now = time.monotonic()
+        self.answers[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
+        self.last_answer = now
+
+    def _on_diag(self, msg: Any) -> None:
+        for status in msg.status:
+            if NODE_NAME in status.name:
+                self.diag = (time.monotonic(), {kv.key: kv.value for kv in status.values})
+
+    def use_publisher(self, reliability: str, depth: int = PUBLISHER_DEPTH) -> None:
+        """(Re)create the image and camera_info publishers with this reliability."""
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+
+        for pub in (self.pub, self.info_pub):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+        policy = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
+                  "reliable": ReliabilityPolicy.RELIABLE}[reliability]
+        qos = QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=policy)
+        self.pub = self.node.create_publisher(Image, "image", qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
+        self.publisher_kind = reliability
+
+    def wait_matched(self, deadline_s: float = MATCH_DEADLINE_S) -> bool:
+        """Spin until the image publisher has matched the node's subscription."""
+        end = time.monotonic() + deadline_s
+        while self.pub.get_subscription_count() == 0 and time.monotonic() < end:
+            self.spin(0.05)
+        if self.pub.get_subscription_count() == 0:
+            return False
+        self.spin(MATCH_SETTLE_S)
+        return True
+
+    def send(self, frame: "Frame", stamp: Stamp) -> None:
+        """Publish camera_info and the image with this header stamp."""
+        frame.image.header.stamp.sec, frame.image.header.stamp.nanosec = stamp
+        frame.info.header.stamp = frame.image.header.stamp
+        self.info_pub.publish(frame.info)
+        self.pub.publish(frame.image)
+
+    def poll(self) -> None:
+        """Handle the callbacks that are ready now, without waiting."""
+        self._rclpy.spin_once(self.node, timeout_sec=0.0)
+
+    def spin(self, seconds: float) -> None:
+        """Handle callbacks for about `seconds`."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._rclpy.spin_once(self.node, timeout_sec=min(left, 0.05))
+
+    def quiet(self, deadline_s: float = SETTLE_DEADLINE_S) -> None:
+        """Wait until no answer has come for QUIET_S (the node is idle)."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end and time.monotonic() - self.last_answer < QUIET_S:
+            self.spin(0.05)
+        self.spin(0.05)
+
+    def diagnostics_after(self, moment: float, deadline_s: float = DIAG_DEADLINE_S
+                          ) -> dict[str, str]:
+        """Values of the node's first /diagnostics status received after `moment`."""
+        end = time.monotonic() + deadline_s
+        while (self.diag is None or self.diag[0] <= moment) and time.monotonic() < end:
+            self.spin(0.05)
+        if self.diag is None or self.diag[0] <= moment:
+            raise RuntimeError("no /diagnostics from the node")
+        return self.diag[1]
+
+    def close(self) -> None:
+        """Destroy the node and shut rclpy down."""
+        self.node.destroy_node()
+        self._rclpy.try_shutdown()
+
+
+@dataclass
+class Frame:
+    """One image message and its camera_info (reused; only the stamp changes)."""
+
+    image: Any
+    info: Any
+    width: int
+    height: int
+
+
+def make_frame(width: int, height: int, seed: int = 0) -> Frame:
+    """A random bgr8 image of this size and a plausible camera_info."""
     from sensor_msgs.msg import CameraInfo, Image
 
-    from dir_ros.msg import TwoHandMesh
-
-    domain = str(150 + os.getpid() % 80)
-    env = dict(os.environ, ROS_DOMAIN_ID=domain, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    exe = ROOT / "install/dir_ros/lib/dir_ros/hands_node"
-    cmd = [sys.executable, *([str(exe)] if exe.is_file() else ["-m", "dir_ros.ros.node"]),
-           "--ros-args", "-p", f"model_config:={args.model_config}", "-p", f"device:={args.device}",
-           *(["-p", f"weights:={args.weights}"] if args.weights else []),
-           "-p", "min_confidence:=0.0",
-           "-p", f"publish_markers:={str(args.markers).lower()}",
-           "-p", f"image_reliability:={'reliable' if args.reliable else 'best_effort'}"]
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    rclpy.init(domain_id=int(domain))
-    node = rclpy.create_node("hands_benchmark")
-    sent: dict[tuple[int, int], float] = {}
-    lat: list[float] = []
-    got: list[float] = []
-
-    def on_hands(msg: TwoHandMesh) -> None:
-        t = time.monotonic()
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if key in sent:
-            lat.append(1e3 * (t - sent[key]))
-            got.append(t)
-
-    node.create_subscription(TwoHandMesh, "hands", on_hands, 50)
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE if args.reliable
-                     else ReliabilityPolicy.BEST_EFFORT)
-    pub = node.create_publisher(Image, "image", qos)
-    info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
-    w, h = args.width, args.height
-    img = Image(height=h, width=w, encoding="bgr8", step=w * 3)
+    img = Image(height=height, width=width, encoding="bgr8", step=width * 3)
     img.header.frame_id = "benchmark_optical"
-    img.data = np.random.default_rng(0).integers(0, 256, h * w * 3, np.uint8).tobytes()
-    f = 0.9 * w  # a plausible focal length in pixels
-    info = CameraInfo(width=w, height=h, k=[f, 0.0, w / 2 - 0.5, 0.0, f, h / 2 - 0.5, 0, 0, 1.0])
+    img.data = np.random.default_rng(seed).integers(0, 256, height * width * 3,
+                                                    np.uint8).tobytes()
+    f = 0.9 * width  # a plausible focal length in pixels
+    info = CameraInfo(width=width, height=height,
+                      k=[f, 0.0, width / 2 - 0.5, 0.0, f, height / 2 - 0.5, 0.0, 0.0, 1.0])
     info.header.frame_id = img.header.frame_id
-    counter = iter(range(1, 10**9))
+    return Frame(img, info, width, height)
 
-    def send() -> None:
-        img.header.stamp.sec, img.header.stamp.nanosec = 1, next(counter)
-        info_pub.publish(info)
-        sent[(img.header.stamp.sec, img.header.stamp.nanosec)] = time.monotonic()
-        pub.publish(img)
 
-    def wait_reply(n: int, deadline: float) -> bool:
-        end = time.monotonic() + deadline
-        while len(lat) < n and time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.01)
-        return len(lat) >= n
+# ---- counting ------------------------------------------------------------------------------
+
+def _counter(values: dict[str, str], key: str) -> Optional[int]:
+    """An integer /diagnostics value, None when the node does not report it."""
+    try:
+        return int(values[key])
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass
+class PhaseResult:
+    """Where the frames of one phase went (see module docstring)."""
+
+    width: int
+    height: int
+    publisher: str
+    rate_hz: float
+    published: int
+    answered: int
+    mailbox_drops: int
+    errors: int
+    received: int
+    received_source: str  # 'node' (its received_total) or 'derived'
+    transport_loss: int
+    seconds: float
+    answered_hz: float
+    matched: bool = True  # False: the publisher's QoS never matched the node's subscription
+
+    @property
+    def transport_loss_pct(self) -> float:
+        """Transport loss in percent of the published frames."""
+        return 100.0 * self.transport_loss / max(self.published, 1)
+
+
+def run_phase(client: BenchClient, frame: Frame, frames: int, rate_hz: float, phase_id: int,
+              node: NodeProcess, progress: bool = True,
+              on_tick: Optional[Callable[[], None]] = None) -> PhaseResult:
+    """Publish `frames` frames at `rate_hz` (<= 0: one at a time, each after the previous
+    answer) and count where they went, from diagnostics snapshots taken while the node idles."""
+    from tqdm import tqdm
+
+    client.quiet()
+    before = client.diagnostics_after(time.monotonic())
+    stamps: list[Stamp] = []
+    period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+    bar = tqdm(total=frames, unit="frame", leave=False, disable=None if progress else True,
+               desc=f"{frame.width}x{frame.height} {client.publisher_kind}")
+    t_start = time.monotonic()
+    next_t = t_start
+    for i in range(frames):
+        stamp = (phase_id, i + 1)
+        if period:
+            while time.monotonic() < next_t:
+                client.spin(min(0.005, max(0.0, next_t - time.monotonic())))
+            next_t += period
+        client.send(frame, stamp)
+        stamps.append(stamp)
+        if not period:  # lockstep
+            end = time.monotonic() + REPLY_DEADLINE_S
+            while stamp not in client.answers and time.monotonic() < end:
+                client.spin(0.002)
+        else:
+            client.poll()
+        if on_tick is not None:
+            on_tick()
+        bar.update(1)
+        if not node.alive():
+            raise RuntimeError(f"node exited ({node.proc.returncode}):\n{node.output()}")
+    bar.close()
+    seconds = time.monotonic() - t_start
+    client.quiet()
+    after = client.diagnostics_after(time.monotonic())
+    answered = sum(1 for s in stamps if s in client.answers)
+    delta = {k: (_counter(after, k) or 0) - (_counter(before, k) or 0)
+             for k in ("dropped_total", "decode_errors_total", "inference_errors_total")}
+    errors = delta["decode_errors_total"] + delta["inference_errors_total"]
+    recv_before, recv_after = _counter(before, "received_total"), _counter(after,
+                                                                           "received_total")
+    if recv_before is not None and recv_after is not None:
+        received, source = recv_after - recv_before, "node"
+    else:
+        received, source = answered + delta["dropped_total"] + errors, "derived"
+    return PhaseResult(width=frame.width, height=frame.height, publisher=client.publisher_kind,
+                       rate_hz=rate_hz, published=len(stamps), answered=answered,
+                       mailbox_drops=delta["dropped_total"], errors=errors, received=received,
+                       received_source=source, transport_loss=len(stamps) - received,
+                       seconds=seconds, answered_hz=answered / max(seconds, 1e-9))
+
+
+@dataclass
+class Started:
+    """A running node and its client, as start_and_wait leaves them."""
+
+    node: NodeProcess
+    client: BenchClient
+    startup_s: float  # process start -> first answer (or -> first diagnostics if unmatched)
+    matched: bool  # the camera publisher matched the node's image subscription
+
+    def stop(self) -> Optional[int]:
+        """Close the client, stop the node; the node's exit status."""
+        self.client.close()
+        return self.node.stop()
+
+
+def start_and_wait(predictor: str, params: dict[str, str], frame: Frame,
+                   publisher: str = "reliable") -> Started:
+    """Create the camera publisher first (a camera that is already running), then start the
+    node; wait until it is up (/diagnostics), its image subscription matched the publisher
+    and it answered a first frame. An unmatched publisher (QoS incompatible) is returned as
+    matched=False instead of waited for."""
+    from tqdm import tqdm
+
+    domain = DOMAIN_BASE + os.getpid() % DOMAIN_SPAN
+    client = BenchClient(domain)
+    client.use_publisher(publisher)
+    node = NodeProcess(predictor, params, domain)
+    t0 = time.monotonic()
+
+    run = Started(node, client, 0.0, matched=False)
+
+    def check() -> None:
+        if not node.alive():
+            raise RuntimeError(f"hands_node exited ({node.proc.returncode}):\n{node.output()}")
+        if time.monotonic() - t0 > STARTUP_DEADLINE_S:
+            raise RuntimeError(f"hands_node not answering after {STARTUP_DEADLINE_S:g} s")
 
     try:
-        t0 = time.monotonic()
-        while not lat and time.monotonic() - t0 < STARTUP_DEADLINE_S:  # startup + discovery
-            send()
-            wait_reply(1, 1.0)
-            if proc.poll() is not None:
-                raise RuntimeError(f"node exited ({proc.returncode}):\n{open(log.name).read()}")
-        if not lat:
-            raise RuntimeError("no reply from the node")
-        startup = time.monotonic() - t0
-        for _ in range(3):  # warm-up
-            n = len(lat)
-            send()
-            wait_reply(n + 1, REPLY_DEADLINE_S)
-        lat.clear()
-        lost = 0
-        for _ in range(args.frames):
-            n = len(lat)
-            send()
-            if not wait_reply(n + 1, REPLY_DEADLINE_S):
-                lost += 1
-        a = np.array(lat)
-        # sustained rate under a flood: newest frame wins
-        got.clear()
-        n_sent = 0
-        period = 1.0 / args.flood_hz
-        t_start = time.monotonic()
-        next_t = t_start
-        while time.monotonic() - t_start < args.flood_s:
-            if time.monotonic() >= next_t:
-                send()
-                n_sent += 1
-                next_t += period
-            rclpy.spin_once(node, timeout_sec=max(0.0, min(period, next_t - time.monotonic())))
-        settle = time.monotonic() + 2.0
-        while time.monotonic() < settle:
-            rclpy.spin_once(node, timeout_sec=0.05)
-        dur = args.flood_s
-        n_in = sum(1 for t in got if t - t_start <= dur)
-        print(f"machine: {os.cpu_count()} CPU cores, device {args.device}; "
-              f"model {Path(args.model_config).name}; image {w}x{h} bgr8; "
-              f"markers {'on' if args.markers else 'off'}; image QoS "
-              f"{'reliable' if args.reliable else 'best effort'}")
-        print(f"startup (process start -> first reply): {startup:.1f} s")
-        print(f"latency publish -> TwoHandMesh over {len(a)} frames: median {np.median(a):.1f} ms, "
-              f"p95 {np.percentile(a, 95):.1f} ms, max {a.max():.1f} ms; "
-              f"{lost} of {args.frames} frames got no reply within {REPLY_DEADLINE_S} s")
-        print(f"sustained: sent {n_sent / dur:.1f} Hz, received {n_in / dur:.2f} Hz "
-              f"(max sustained rate), dropped by the node ~{n_sent - n_in} of {n_sent}")
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        proc.send_signal(2)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        os.unlink(log.name)
-    base = predict_baseline(args, np.frombuffer(img.data, np.uint8).reshape(h, w, 3)[..., ::-1],
-                            np.asarray(info.k).reshape(3, 3))
-    print(f"baseline HandsPredictor.predict() in-process over {len(base)} frames: median "
-          f"{np.median(base):.1f} ms; node end-to-end / predict() = {np.median(a) / np.median(base):.2f}x")
-    return 0
+        with tqdm(desc="starting hands_node", unit="s", leave=False,
+                  bar_format="{desc}: {elapsed}", disable=None):
+            while client.diag is None:  # the node is up: its diagnostics timer runs
+                check()
+                client.spin(0.2)
+            run.matched = client.wait_matched()
+            counter = 0
+            while run.matched and not client.answers:
+                check()
+                counter += 1
+                client.send(frame, (0, counter))
+                client.spin(1.0)
+    except BaseException:  # failed or interrupted: no node left behind
+        run.stop()
+        raise
+    run.startup_s = time.monotonic() - t0
+    return run
 
 
-def predict_baseline(args: argparse.Namespace, rgb: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Wall times (ms) of predict() on `rgb` with the node's model settings, in this process."""
-    from dir_ros.predictor import HandsPredictor
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (platform.processor() as a fallback)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
-    pred = HandsPredictor.from_config({"model_config": args.model_config, "weights": args.weights,
-                                       "device": args.device, "min_confidence": 0.0})
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and core count, for the report."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+# ---- the benchmark -------------------------------------------------------------------------
+
+def measure_latency(client: BenchClient, frame: Frame, frames: int) -> dict[str, Any]:
+    """Publish -> TwoHandMesh latency (ms), one frame at a time on the current publisher."""
+    lat: list[float] = []
+    lost = 0
+    for i in range(frames):
+        stamp = (1, i + 1)
+        sent = time.monotonic()
+        client.send(frame, stamp)
+        end = sent + REPLY_DEADLINE_S
+        while stamp not in client.answers and time.monotonic() < end:
+            client.spin(0.002)
+        if stamp in client.answers:
+            lat.append(1e3 * (client.answers[stamp] - sent))
+        else:
+            lost += 1
+    a = np.array(lat) if lat else np.full(1, np.nan)
+    return {"frames": frames, "no_reply": lost, "median_ms": float(np.median(a)),
+            "p95_ms": float(np.percentile(a, 95)), "max_ms": float(np.max(a))}
+
+
+def predict_baseline(args: argparse.Namespace, frame: Frame) -> Optional[float]:
+    """Median wall time (ms) of the light predictor's predict() in this process."""
+    from dir_ros.predictor import build_predictor
+
+    rgb = np.frombuffer(bytes(frame.image.data), np.uint8).reshape(
+        frame.height, frame.width, 3)[..., ::-1]
+    K = np.asarray(frame.info.k).reshape(3, 3)
+    pred = build_predictor({"backend": "dir", "model_config": args.model_config,
+                            "device": args.device, "min_confidence": 0.0, "crop": args.crop})
     for _ in range(BASELINE_WARMUP):
         pred.predict(rgb, K)
     times = []
-    for _ in range(args.frames):
+    for _ in range(max(args.latency_frames, 1)):
         t = time.perf_counter()
         pred.predict(rgb, K)
         times.append(1e3 * (time.perf_counter() - t))
-    return np.array(times)
+    return float(np.median(times))
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """'640x480,1280x720' -> [(640, 480), (1280, 720)]."""
+    sizes = []
+    for part in text.split(","):
+        w, h = part.lower().split("x")
+        sizes.append((int(w), int(h)))
+    return sizes
+
+
+def print_table(rows: list[PhaseResult], node_qos: str) -> None:
+    """The transport table."""
+    print(f"{'image':>9} {'publisher':>11} {'node QoS':>14} {'published':>9} {'received':>8} "
+          f"{'answered':>8} {'mailbox':>7} {'errors':>6} {'transport loss':>16} "
+          f"{'answered/s':>10}")
+    for r in rows:
+        if not r.matched:
+            print(f"{r.width:>4}x{r.height:<4} {r.publisher:>11} {node_qos:>14}   "
+                  f"QoS incompatible: the publisher never matched the node's subscription")
+            continue
+        print(f"{r.width:>4}x{r.height:<4} {r.publisher:>11} {node_qos:>14} {r.published:>9} "
+              f"{r.received:>8} {r.answered:>8} {r.mailbox_drops:>7} {r.errors:>6} "
+              f"{r.transport_loss:>6} ({r.transport_loss_pct:5.1f} %) {r.answered_hz:>10.1f}")
+
+
+def main() -> int:
+    """Run the benchmark, print the table, write --json."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="640x480,1280x720", help="WxH[,WxH...] (bgr8)")
+    ap.add_argument("--rate", type=float, default=30.0, help="publish rate, Hz")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per size and publisher")
+    ap.add_argument("--publishers", default="best_effort,reliable",
+                    help="camera publisher reliabilities to try (comma separated)")
+    ap.add_argument("--reliability", choices=RELIABILITY_CHOICES, default=None,
+                    help="the node's image_reliability (default: the node's own default)")
+    ap.add_argument("--predictor", choices=("stub", "light"), default="stub",
+                    help="stub: instant stand-in predictor inside the real node (transport "
+                         "only); light: the light DIR network")
+    ap.add_argument("--model-config", default=str(LIGHT_CONFIG), help="for --predictor light")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--crop", default="full", help="the node's crop mode (light predictor)")
+    ap.add_argument("--markers", action="store_true", help="node publishes markers too")
+    ap.add_argument("--latency-frames", type=int, default=0,
+                    help="also measure latency over N frames (first size); 0 = skip")
+    ap.add_argument("--baseline", action="store_true",
+                    help="with --predictor light: also time predict() in this process")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args()
+
+    sizes = parse_sizes(args.sizes)
+    kinds = [k.strip() for k in args.publishers.split(",") if k.strip()]
+    for k in kinds:
+        if k not in ("best_effort", "reliable"):
+            ap.error(f"--publishers: '{k}' is not best_effort or reliable")
+    params = node_parameters(args.predictor, reliability=args.reliability, device=args.device,
+                             markers=args.markers, crop=args.crop,
+                             model_config=args.model_config)
+    frames = {s: make_frame(*s) for s in sizes}
+    node_qos = args.reliability or "node default"
+    report: dict[str, Any] = {"machine": machine_info(), "predictor": args.predictor,
+                              "node_parameters": params, "node_image_reliability": node_qos,
+                              "rate_hz": args.rate, "seconds": args.seconds,
+                              "startup_s": {}, "node_exit_status": {}, "transport": []}
+    rows: list[PhaseResult] = []
+    n = max(1, round(args.rate * args.seconds))
+    phase_id = 100
+    for kind in kinds:  # a fresh node per publisher kind: the camera runs before the node
+        try:
+            run = start_and_wait(args.predictor, params, frames[sizes[0]], kind)
+        except RuntimeError as e:
+            print(f"benchmark_node: {e}", file=sys.stderr)
+            return 1
+        report["startup_s"][kind] = round(run.startup_s, 2)
+        try:
+            if not run.matched:  # e.g. a best effort camera and a reliable subscription
+                rows += [PhaseResult(w, h, kind, args.rate, 0, 0, 0, 0, 0, "none", 0, 0.0, 0.0,
+                                     matched=False) for w, h in sizes]
+                continue
+            if args.latency_frames and "latency" not in report:
+                report["latency"] = measure_latency(run.client, frames[sizes[0]],
+                                                    args.latency_frames) | {"publisher": kind}
+            for size in sizes:
+                phase_id += 1
+                rows.append(run_phase(run.client, frames[size], n, args.rate, phase_id,
+                                      run.node, progress=not args.no_progress))
+        except RuntimeError as e:  # the node died or stopped sending diagnostics
+            print(f"benchmark_node: {e}", file=sys.stderr)
+            return 1
+        finally:
+            report["node_exit_status"][kind] = run.stop()
+    report["transport"] = [asdict(r) | {"transport_loss_pct": round(r.transport_loss_pct, 2)}
+                           for r in rows]
+    m = report["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores; predictor {args.predictor}; node "
+          f"image_reliability {node_qos}; {args.rate:g} Hz for {args.seconds:g} s per row; "
+          f"startup " + ", ".join(f"{k} {v:.1f} s" for k, v in report["startup_s"].items()))
+    print_table(rows, node_qos)
+    if any(r.received_source == "derived" for r in rows):
+        print("received = answered + mailbox drops + errors (the node's /diagnostics has no "
+              "received_total)")
+    if "latency" in report:
+        lat = report["latency"]
+        print(f"latency publish -> TwoHandMesh over {lat['frames']} frames at "
+              f"{sizes[0][0]}x{sizes[0][1]}, {lat['publisher']} publisher: median "
+              f"{lat['median_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, max {lat['max_ms']:.1f} ms; "
+              f"{lat['no_reply']} without reply within {REPLY_DEADLINE_S:g} s")
+    if args.baseline and args.predictor == "light":
+        base = predict_baseline(args, frames[sizes[0]])
+        report["baseline_predict_ms"] = base
+        print(f"baseline predict() in-process: median {base:.1f} ms")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == SERVE_STUB_FLAG:
+        sys.exit(serve_stub_node(sys.argv[2:]))
     sys.exit(main())

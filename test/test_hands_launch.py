@@ -1,12 +1,16 @@
 """launch_testing test of launch/hands.launch.py on a real ROS 2 install (skipped without it).
 
 Starts the launch file with a params file selecting the light model, publishes camera
-images and checks that TwoHandMesh messages come back; after shutdown, the exit codes.
+images and checks that TwoHandMesh messages and wrist TF frames with the launch's
+frame_prefix come back; while it runs, that `rviz:=true` without rviz2 installed fails at
+once and leaves no hands_node behind; after shutdown, the exit codes.
 Run with `launch_test test/test_hands_launch.py` or pytest (launch_testing's plugin).
 """
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 import unittest
@@ -24,8 +28,11 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "launch_test"
 FRAME = "launch_test_optical"
+FRAME_PREFIX = "lt_"  # the launch's frame_prefix argument: TF child frames lt_left_wrist, ...
 W, H = 160, 120
 RECEIVE_DEADLINE_S = 90.0
+TF_EXTRA_S = 10.0  # after the first TwoHandMesh, how long to keep collecting /tf
+RVIZ_FAIL_DEADLINE_S = 60.0  # `ros2 launch ... rviz:=true` without rviz2 must end by then
 
 
 def _launch_file() -> str:
@@ -42,10 +49,12 @@ def _launch_file() -> str:
 
 
 def _params_file() -> str:
-    """A params file: the shipped defaults with the light model, cpu, min_confidence 0."""
+    """A params file: the light DIR model (random weights: every hand valid at
+    min_confidence 0, so wrist TF is published), full-frame crop, cpu."""
     light = ROOT / "config" / "model" / "dir_light.yaml"
     text = ("/**/hands_node:\n  ros__parameters:\n"
             f"    model_config: \"{light if light.is_file() else 'config/model/dir_light.yaml'}\"\n"
+            "    backend: \"dir\"\n    crop: \"full\"\n"
             "    device: \"cpu\"\n    min_confidence: 0.0\n")
     fd, path = tempfile.mkstemp(suffix=".yaml", prefix="hands_launch_")
     with os.fdopen(fd, "w") as f:
@@ -61,7 +70,7 @@ def generate_test_description() -> launch.LaunchDescription:
         launch_arguments={"image": f"/{NAMESPACE}/cam/image", "camera_info":
                           f"/{NAMESPACE}/cam/camera_info", "config": _params_file(),
                           "namespace": NAMESPACE, "use_sim_time": "false",
-                          "rviz": "false"}.items())
+                          "frame_prefix": FRAME_PREFIX, "rviz": "false"}.items())
     return launch.LaunchDescription([include, launch_testing.actions.ReadyToTest()])
 
 
@@ -73,6 +82,7 @@ class TestHandsOutput(unittest.TestCase):
         import rclpy
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
+        from tf2_msgs.msg import TFMessage
 
         from dir_ros.msg import TwoHandMesh
 
@@ -80,7 +90,11 @@ class TestHandsOutput(unittest.TestCase):
         node = rclpy.create_node("hands_launch_probe")
         try:
             got: list[TwoHandMesh] = []
+            tf_children: set[str] = set()
             node.create_subscription(TwoHandMesh, f"/{NAMESPACE}/hands", got.append, 10)
+            node.create_subscription(
+                TFMessage, "/tf", lambda m: tf_children.update(
+                    t.child_frame_id for t in m.transforms if t.header.frame_id == FRAME), 100)
             qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
             pub = node.create_publisher(Image, f"/{NAMESPACE}/cam/image", qos)
             info_pub = node.create_publisher(CameraInfo, f"/{NAMESPACE}/cam/camera_info", qos)
@@ -98,9 +112,64 @@ class TestHandsOutput(unittest.TestCase):
             self.assertTrue(got, "no TwoHandMesh received from the launched node")
             self.assertEqual(got[0].header.frame_id, FRAME)
             self.assertEqual(len(got[0].left.joints), 21)
+            end = time.monotonic() + TF_EXTRA_S
+            while not tf_children and time.monotonic() < end:
+                img.header.stamp = node.get_clock().now().to_msg()
+                info_pub.publish(info)
+                pub.publish(img)
+                rclpy.spin_once(node, timeout_sec=0.5)
+            self.assertTrue(tf_children, "no wrist TF from the launched node")
+            self.assertTrue(tf_children <= {f"{FRAME_PREFIX}left_wrist",
+                                            f"{FRAME_PREFIX}right_wrist"}, tf_children)
         finally:
             node.destroy_node()
             rclpy.shutdown()
+
+
+def _rviz2_installed() -> bool:
+    """True when launch_ros could start rviz2 (ament index or PATH)."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        get_package_prefix("rviz2")
+        return True
+    except Exception:
+        return shutil.which("rviz2") is not None
+
+
+def _processes_with(text: str) -> list[int]:
+    """PIDs whose command line contains `text`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+class TestRvizMissing(unittest.TestCase):
+    """`rviz:=true` without rviz2: the launch fails at once and starts no hands_node."""
+
+    def test_fails_cleanly(self) -> None:
+        if _rviz2_installed():
+            self.skipTest("rviz2 is installed here")
+        if shutil.which("ros2") is None:
+            self.skipTest("no ros2 command")
+        namespace = f"rviz_missing_{os.getpid()}"
+        try:
+            proc = subprocess.run(
+                ["ros2", "launch", _launch_file(), "rviz:=true", f"namespace:={namespace}",
+                 f"config:={_params_file()}"],
+                capture_output=True, text=True, timeout=RVIZ_FAIL_DEADLINE_S)
+        finally:
+            leftovers = _processes_with(f"__ns:=/{namespace}")
+        self.assertNotEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("Nothing was started", proc.stdout + proc.stderr)
+        self.assertEqual(leftovers, [], "hands_node left running after the failed launch")
 
 
 @launch_testing.post_shutdown_test()
