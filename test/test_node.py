@@ -91,7 +91,8 @@ class NodeProcess:
 
 
 def _light_params(*extra: str) -> list[str]:
-    return [f"model_config:={LIGHT_CONFIG}", "device:=cpu", "min_confidence:=0.0",
+    return ["backend:=dir", "crop:=full", f"model_config:={LIGHT_CONFIG}", "device:=cpu",
+            "min_confidence:=0.0",
             f"frame_prefix:={PREFIX}", "publish_debug_image:=true", *extra]
 
 
@@ -388,7 +389,7 @@ def test_fast_marker_serialisation_matches_rclpy() -> None:
     from rclpy.serialization import deserialize_message, serialize_message
     from std_msgs.msg import Header
 
-    from dir_ros.predictor import FrameResult, HandsResult
+    from dir_ros.results import FrameResult, HandsResult
     from dir_ros.geometry import full_frame_box
     from dir_ros.ros.markers import FastMarkerSerializer, frame_markers
 
@@ -407,3 +408,331 @@ def test_fast_marker_serialisation_matches_rclpy() -> None:
     slow = serialize_message(frame_markers(result, header))
     assert deserialize_message(data, MarkerArray) == deserialize_message(slow, MarkerArray)
     assert len(deserialize_message(data, MarkerArray).markers[0].points) == 120
+
+
+# --- issue 9: transport, logging, parameters, startup ----------------------------------------
+
+TRANSPORT_FRAMES = 30  # 640x480 frames sent by a reliable camera in the transport test
+TRANSPORT_RATE_HZ = 15.0
+
+
+def _latest_status(probe: Probe) -> dict[str, str]:
+    """Key/values of the newest hands_node diagnostic status the probe heard."""
+    status = [s for a in probe.diagnostics for s in a.status if s.name.startswith("hands_node")]
+    return {kv.key: kv.value for kv in status[-1].values} if status else {}
+
+
+def _fresh_status(probe: Probe, deadline_s: float = 10.0) -> dict[str, str]:
+    """Wait for the next diagnostics message and return its hands_node status."""
+    n = len(probe.diagnostics)
+    assert probe.spin_until(lambda: len(probe.diagnostics) > n and bool(_latest_status(probe)),
+                            deadline_s)
+    return _latest_status(probe)
+
+
+def test_reliable_camera_loses_no_frame(ctx: Any, running_node: NodeProcess) -> None:
+    """Default image_reliability best_available: every 640x480 frame of a reliable camera
+    reaches the node (received_total counts them); a best-effort subscription received
+    0-2 of 40 such frames on these machines."""
+    probe = Probe(ctx, ReliabilityPolicy.RELIABLE)
+    try:
+        # earlier tests' best-effort publishers are gone: the node turns reliable
+        assert probe.spin_until(lambda: _latest_status(probe).get("image_qos") == "reliable",
+                                STARTUP_DEADLINE_S), _latest_status(probe)
+        before = _fresh_status(probe)
+        rng = np.random.default_rng(0)
+        frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8).tobytes()
+        for _ in range(TRANSPORT_FRAMES):
+            msg = probe.image()
+            msg.width, msg.height, msg.step, msg.data = 640, 480, 640 * 3, frame
+            probe.publish(msg)
+            probe.spin_until(lambda: False, 1.0 / TRANSPORT_RATE_HZ)
+        probe.spin_until(lambda: False, 2.0)
+        after = _fresh_status(probe)
+        received = int(after["received_total"]) - int(before["received_total"])
+        dropped = int(after["dropped_total"]) - int(before["dropped_total"])
+        assert received == TRANSPORT_FRAMES, (received, dropped)
+    finally:
+        probe.close()
+
+
+def test_core_warnings_reach_the_ros_logger_once(running_node: NodeProcess) -> None:
+    """The predictor's "no weights" warning (Python logging + warnings.warn) is printed once,
+    through the ROS logger (so it reaches /rosout), not as a bare line plus a UserWarning."""
+    out = running_node.output()
+    lines = [ln for ln in out.splitlines() if "NO WEIGHTS GIVEN" in ln]
+    assert len(lines) == 1, out[-3000:]
+    assert lines[0].startswith("[WARN]") and "[hands_node]" in lines[0], lines[0]
+    assert "UserWarning" not in out
+
+
+class _StubPredictor:
+    """A predictor that is never asked to predict: in-process parameter tests."""
+
+    device = "cpu"
+    precision = "fp32"
+
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.min_confidence = cfg["min_confidence"]
+
+    def set_crop(self, mode: str, roi: Optional[list]) -> None:
+        self.crop = (mode, roi)
+
+
+def _in_process_node(ctx: Any, *overrides: tuple[str, Any], factory: Any = _StubPredictor,
+                     params_file: Optional[Path] = None) -> Any:
+    from rclpy.parameter import Parameter
+
+    from dir_ros.ros.node import HandsNode
+
+    cli = ["--ros-args", "--params-file", str(params_file)] if params_file else None
+    return HandsNode(factory, context=ctx, namespace=f"inproc{time.monotonic_ns() % 10**6}",
+                     cli_args=cli, parameter_overrides=[Parameter(n, value=v)
+                                                        for n, v in overrides])
+
+
+def _sensor_reliability(node: Any) -> dict[str, Any]:
+    """image / camera_info -> the reliability of the node's subscription."""
+    return {s.topic_name.rsplit("/", 1)[-1]: s.qos_profile.reliability for s in node.subscriptions
+            if s.topic_name.rsplit("/", 1)[-1] in ("image", "camera_info")}
+
+
+def test_explicit_image_reliability(ctx: Any) -> None:
+    """best_effort and reliable stay explicit choices."""
+    for choice, policy in (("best_effort", ReliabilityPolicy.BEST_EFFORT),
+                           ("reliable", ReliabilityPolicy.RELIABLE)):
+        node = _in_process_node(ctx, ("image_reliability", choice))
+        try:
+            assert _sensor_reliability(node) == {"image": policy, "camera_info": policy}
+        finally:
+            node.destroy_node()
+
+
+def test_best_available_follows_the_publishers(ctx: Any) -> None:
+    """Default best_available, node started before its camera: a best-effort camera is heard
+    (rmw resolves BEST_AVAILABLE once, at creation, to reliable when no publisher exists yet:
+    such a camera was never heard); a reliable camera alone makes the subscription reliable."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = _in_process_node(ctx)
+    probe = Node(f"qos_probe_{time.monotonic_ns() % 10**6}", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    executor.add_node(probe)
+    topic = node.resolve_topic_name("image")
+
+    def spin_until(cond: Callable[[], bool], timeout_s: float, pub: Any) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            msg = Image(width=4, height=2, encoding="rgb8", step=12, data=bytes(24))
+            pub.publish(msg)
+            executor.spin_once(timeout_sec=0.05)
+            if cond():
+                return True
+        return False
+    try:
+        node.stop()  # the stub never predicts: only the subscription is under test
+        executor.spin_once(timeout_sec=0.5)
+        for policy in (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE):
+            pub = probe.create_publisher(Image, topic, QoSProfile(depth=1, reliability=policy))
+            received = node.stats.received
+            assert spin_until(lambda: node.stats.received > received + 2
+                              and _sensor_reliability(node)["image"] == policy, 20.0, pub), \
+                (policy, node.stats.received - received, _sensor_reliability(node))
+            probe.destroy_publisher(pub)
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+
+
+def test_integers_accepted_for_doubles(ctx: Any, tmp_path: Path) -> None:
+    """`min_confidence: 0`, `smoothing_factor: 1`, `roi: [0, 0, 100, 50]` in a params file
+    are the doubles they mean (rclpy refused the integers), at startup and at runtime."""
+    from rclpy.parameter import Parameter
+
+    params = tmp_path / "ints.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    min_confidence: 0\n"
+                      "    smoothing_factor: 1\n    one_euro_beta: 20\n"
+                      "    crop: roi\n    roi: [0, 0, 100, 50]\n")
+    node = _in_process_node(ctx, params_file=params)
+    try:
+        assert node.get_parameter("min_confidence").type_ == Parameter.Type.DOUBLE
+        assert node.get_parameter("min_confidence").value == 0.0
+        assert node.get_parameter("smoothing_factor").value == 1.0
+        assert list(node.get_parameter("roi").value) == [0.0, 0.0, 100.0, 50.0]
+        assert node.predictor.cfg["roi"] == [0.0, 0.0, 100.0, 50.0]
+        result = node.set_parameters([Parameter("min_confidence", Parameter.Type.INTEGER, 1)])
+        assert result[0].successful, result[0].reason
+        assert node.get_parameter("min_confidence").value == 1.0
+        assert node.predictor.min_confidence == 1.0
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("roi", [0.0, 0.0, float("nan"), 10.0], "finite"),
+    ("roi", [0.0, 0.0, float("inf"), 10.0], "finite"),
+    ("roi", [0.0, 0.0, 1e6, 10.0], "16384"),
+    ("roi", [0.0, 0.0, -5.0, 10.0], "> 0"),
+    ("frame_prefix", "/x/", "valid TF frame id"),
+    ("frame_prefix", "my hands", "valid TF frame id"),
+    ("frame_prefix", "a//b", "valid TF frame id"),
+    ("smoothing_factor", 0.0, "[0.001, 1.0]"),
+    ("one_euro_min_cutoff", 0.0, "[0.001, 100.0]"),
+    ("min_confidence", 1.5, "[0.0, 1.0]"),
+    ("max_image_pixels", 0, "[1, 1073741824]"),
+])
+def test_bad_values_refused_in_one_line(ctx: Any, name: str, value: Any, words: str) -> None:
+    """Each bad value stops the node with one line naming the parameter and the rule, and
+    is refused at runtime."""
+    from rclpy.parameter import Parameter
+
+    from dir_ros.ros.node import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _in_process_node(ctx, (name, value))
+    text = str(info.value)
+    assert text.startswith(f"parameter '{name}'") and words in text and "\n" not in text, text
+    node = _in_process_node(ctx)
+    try:
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and name in result.reason, result.reason
+    finally:
+        node.destroy_node()
+
+
+def test_good_values_accepted(ctx: Any) -> None:
+    """A prefix with namespaces ('robot1/' gives robot1/left_wrist), a roi with integers."""
+    node = _in_process_node(ctx, ("frame_prefix", "robot1/"), ("crop", "roi"),
+                            ("roi", [10.0, 20.0, 300.0, 200.0]), ("max_image_pixels", 640 * 480))
+    try:
+        assert node.get_parameter("frame_prefix").value == "robot1/"
+    finally:
+        node.destroy_node()
+
+
+def test_declared_ranges_are_the_accepted_ranges(ctx: Any) -> None:
+    """rclpy shows a FloatingPointRange as inclusive: its ends must be values the node takes."""
+    from dir_ros.ros.node import PARAMS, check_param
+
+    node = _in_process_node(ctx)
+    try:
+        for spec in PARAMS:
+            if spec.value_range is None:
+                continue
+            desc = node.describe_parameter(spec.name)
+            rng = (desc.integer_range or desc.floating_point_range)[0]
+            for end in (rng.from_value, rng.to_value):
+                assert check_param(spec.name, end) is None, (spec.name, end)
+        smooth = node.describe_parameter("smoothing_factor").floating_point_range[0]
+        assert smooth.from_value > 0.0  # 0 is refused, so the shown range must not hold it
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "is empty"),
+    ("- 1\n- 2\n", "must be a mapping of config keys, got a list"),
+    ("input_size: [\n", "is not valid YAML"),
+    ("gcn: 5\n", "'gcn' must be a mapping"),
+    ("bogus_key: 1\n", "unknown model config keys ['bogus_key']"),
+])
+def test_bad_model_config_file_one_line(ctx: Any, tmp_path: Path, text: str, words: str) -> None:
+    """An empty, non-mapping or malformed model_config stops the node with one line naming
+    the file (an empty file used to build the release network silently)."""
+    from dir_ros.predictor import build_predictor
+    from dir_ros.ros.node import ConfigError
+
+    path = tmp_path / "model.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        _in_process_node(ctx, ("backend", "dir"), ("crop", "full"), ("device", "cpu"),
+                         ("model_config", str(path)), factory=build_predictor)
+    message = str(info.value)
+    assert words in message and "\n" not in message and not message.startswith("'"), message
+
+
+def test_malformed_params_file_one_line(tmp_path: Path) -> None:
+    """A params file that is not YAML: exit 2 with one line, no traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    min_confidence: [unclosed\n")
+    res = subprocess.run(_node_cmd("--params-file", str(bad)), env=_env(), capture_output=True,
+                         text=True, timeout=EXIT_DEADLINE_S * 2, cwd=str(tmp_path))
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "params file" in res.stderr, res.stderr
+    # ours, plus rcl's own "[rcl]: Failed to parse global arguments" (printed by the C library)
+    ours = [ln for ln in res.stderr.splitlines() if ln.startswith("[hands_node]")]
+    assert len(ours) == 1 and "line 3" in ours[0], res.stderr
+
+
+def test_sigint_during_startup_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while the model is being built ends quietly (exit 0, one line)."""
+    code = ("import sys, time\n"
+            "import dir_ros.ros.node as n\n"
+            "def slow(cfg):\n"
+            "    print('BUILDING', flush=True)\n"
+            "    time.sleep(60)\n"
+            "n.HandsNode.__init__.__defaults__ = (slow,)\n"
+            "sys.exit(n.main(sys.argv))\n")
+    log = tmp_path / "out.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-p", "device:=cpu"],
+                                env=_env(), stdout=out, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+        try:
+            end = time.monotonic() + STARTUP_DEADLINE_S
+            while "BUILDING" not in log.read_text() and time.monotonic() < end:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            proc.send_signal(2)
+            rc = proc.wait(EXIT_DEADLINE_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text and "interrupted during startup" in text, text
+
+
+def test_debug_image_advertised_only_when_enabled(ctx: Any, running_node: NodeProcess) -> None:
+    """hands/debug_image exists while publish_debug_image is true, and goes away (and comes
+    back) when the parameter is switched at run time."""
+    from rcl_interfaces.msg import Parameter as ParamMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    node = Node("debug_probe", context=ctx)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+
+    def publishers() -> int:
+        return len(node.get_publishers_info_by_topic("/hands/debug_image"))
+
+    def wait_for(count: int) -> bool:
+        end = time.monotonic() + 20.0
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+            if publishers() == count:
+                return True
+        return False
+
+    def set_debug(value: bool) -> None:
+        cli = node.create_client(SetParameters, "/hands_node/set_parameters")
+        assert cli.wait_for_service(timeout_sec=STARTUP_DEADLINE_S)
+        fut = cli.call_async(SetParameters.Request(parameters=[ParamMsg(
+            name="publish_debug_image", value=ParameterValue(
+                type=ParameterType.PARAMETER_BOOL, bool_value=value))]))
+        executor.spin_until_future_complete(fut, timeout_sec=20.0)
+        assert fut.result().results[0].successful
+        node.destroy_client(cli)
+
+    try:
+        assert wait_for(1), "the node was started with publish_debug_image true"
+        set_debug(False)
+        assert wait_for(0), "hands/debug_image still advertised after disabling it"
+        set_debug(True)
+        assert wait_for(1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()

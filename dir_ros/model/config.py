@@ -38,22 +38,50 @@ def _merge(base: dict, over: dict) -> dict:
 
 def resolve_config(config: dict | str | Path | None) -> dict[str, Any]:
     """Defaults merged with a dict or a YAML file; rejects unknown top-level keys."""
+    where = ""  # names the file in the errors below
     if config is None:
         over: dict = {}
     elif isinstance(config, (str, Path)):
-        with open(config, encoding="utf-8") as fh:
-            over = yaml.safe_load(fh) or {}
+        over = _read_yaml_mapping(Path(config))
+        where = f"model_config '{config}': "
     else:
         over = dict(config)
     if isinstance(over.get("model"), dict):  # a file with a top-level `model:` section
         over = over["model"]
-    unknown = sorted(set(over) - set(DEFAULT_CONFIG))
+    unknown = sorted(map(str, set(over) - set(DEFAULT_CONFIG)))
     if unknown:
-        raise KeyError(f"unknown model config keys {unknown}; known: {sorted(DEFAULT_CONFIG)}")
+        raise KeyError(f"{where}unknown model config keys {unknown}; known: "
+                       f"{sorted(DEFAULT_CONFIG)}")
+    for key, value in over.items():  # a section given as a scalar would fail deep inside
+        if isinstance(DEFAULT_CONFIG[key], dict) and not isinstance(value, dict):
+            raise ValueError(f"{where}model config key '{key}' must be a mapping, got "
+                             f"{type(value).__name__} {value!r}")
     cfg = _merge(DEFAULT_CONFIG, over)
     if cfg["input_size"] % 32:
         raise ValueError(f"input_size must be a multiple of 32, got {cfg['input_size']}")
     return cfg
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    """The mapping in a model config YAML file; ValueError in one line naming the file when
+    it is empty, not YAML, or not a mapping (an empty file used to mean the release network)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ValueError(f"model_config '{path}' is not valid YAML: {problem}{where}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"model_config '{path}' is not a UTF-8 text file") from None
+    if loaded is None:
+        raise ValueError(f"model_config '{path}' is empty (it must map config keys such as "
+                         f"input_size, backbone to values)")
+    if not isinstance(loaded, dict):
+        raise ValueError(f"model_config '{path}' must be a mapping of config keys, got a "
+                         f"{type(loaded).__name__}")
+    return loaded
 
 
 def load_model_config(path: str | Path) -> dict[str, Any]:

@@ -10,17 +10,27 @@ executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
 from __future__ import annotations
 
 import collections
+import logging
+import math
 import pickle
+import re
+import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+if __name__ == "__main__":  # python -m dir_ros.ros.node: Ctrl-C during the imports exits quietly
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -31,6 +41,11 @@ from visualization_msgs.msg import MarkerArray
 
 from dir_ros import geometry as geo
 from dir_ros import predictor as P
+from dir_ros.crop import CROP_MODES
+from dir_ros.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MAX_IMAGE_SIDE_PX,
+                            DecodeError, ImageTooLarge, decode_image_msg)
+from dir_ros.results import FrameResult
+from dir_ros import smoothing as S
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
 from dir_ros.ros.messages import rgb_to_image, to_two_hand_mesh, wrist_transforms
@@ -43,7 +58,29 @@ LATENCY_WINDOW = 100  # frames kept for latency statistics
 WORKER_JOIN_TIMEOUT_S = 5.0
 OUTPUT_DEPTH = 10  # outputs: RELIABLE depth 10 (ROS_INTERFACE.md)
 TF_DEPTH = 100  # /tf as tf2_ros publishes it: RELIABLE depth 100
+# Image / camera_info subscription queue. The mailbox keeps only the newest frame anyway;
+# a queue of 5 lets a reliable 1280x720 camera at 30 Hz deliver every frame (measured with
+# plain rclpy: depth 1 received 290 of 300, depth 5 all 300), the extra frames being
+# counted as mailbox drops instead of being lost in transport.
+IMAGE_QUEUE_DEPTH = 5
 ROI_UNSET = [0.0, 0.0, 0.0, 0.0]
+# Smallest smoothing_factor: rclpy shows a FloatingPointRange as inclusive at both ends, so
+# the open range (0, 1] is declared as [0.001, 1]; a weight of 0 would freeze the output,
+# and 0.001 (a ~1000-frame time constant) is already smoother than any use.
+MIN_SMOOTHING_FACTOR = 0.001
+# Smallest one_euro_min_cutoff (Hz), for the same reason: a cutoff of 0 freezes a still hand.
+MIN_ONE_EURO_CUTOFF_HZ = 0.001
+# A TF child frame id `<frame_prefix>left_wrist` must not start with '/' (tf2 refuses it);
+# names use ROS name characters; '/' separates namespaces (never two in a row).
+FRAME_PREFIX_PATTERN = re.compile(r"(?:[A-Za-z0-9_]+/)*[A-Za-z0-9_]*")
+# image_reliability -> subscription reliability. best_available is resolved by the node from
+# the publishers it sees (HandsNode._match_publishers): rmw resolves it only once.
+RELIABILITY = {"best_available": ReliabilityPolicy.BEST_AVAILABLE,
+               "best_effort": ReliabilityPolicy.BEST_EFFORT,
+               "reliable": ReliabilityPolicy.RELIABLE}
+# best_available: how often the publishers of image and camera_info are looked up to keep the
+# subscription's reliability matched to them (see HandsNode._match_publishers).
+QOS_RECHECK_PERIOD_S = 1.0
 
 
 @dataclass
@@ -59,8 +96,12 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("weights", "", "Trained DIR checkpoint (.pt / .pth); '' = random init (warns).",
-              read_only=True),
+    ParamSpec("backend", "auto", "auto: the DIR network when `weights` names a checkpoint, "
+              "the landmark backend (MediaPipe landmarks + hand-model fit) otherwise; dir: the "
+              "network (random weights when none are given, with a warning); landmarks.",
+              choices=P.BACKENDS, read_only=True),
+    ParamSpec("weights", "", "Trained DIR checkpoint (.pt / .pth); '' = none (backend auto "
+              "then uses the landmark backend).", read_only=True),
     ParamSpec("model_config", "config/model/dir_release.yaml",
               "Network config YAML (absolute, or relative to the package share / source root).",
               read_only=True),
@@ -69,26 +110,44 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Torch device.", choices=P.DEVICES, read_only=True),
     ParamSpec("precision", "fp32", "Inference precision (fp16/bf16: CUDA autocast only).",
               choices=P.PRECISIONS, read_only=True),
-    ParamSpec("image_reliability", "best_effort", "QoS reliability of the image and camera_info "
-              "subscriptions (best_effort also hears reliable publishers).",
-              choices=("best_effort", "reliable"), read_only=True),
+    ParamSpec("image_reliability", "best_available", "QoS reliability of the image and "
+              "camera_info subscriptions: best_available (reliable while every publisher of "
+              "the topic is reliable, so no frame is lost in transport; best effort when one "
+              "is not; re-checked every second, whichever starts first), best_effort, or "
+              "reliable (hears no best-effort camera).", choices=tuple(RELIABILITY),
+              read_only=True),
     ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
               "sensor_msgs/CompressedImage on `<image>/compressed`.",
               choices=("raw", "compressed"), read_only=True),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Largest frame (width x height) "
+              "decoded; larger ones are refused (counted, logged) before any pixel is "
+              f"allocated. A side over {MAX_IMAGE_SIDE_PX} px is always refused.",
+              value_range=(1, MAX_IMAGE_PIXELS_LIMIT, True)),
     ParamSpec("frame_prefix", "", "Prefix of the TF child frames <prefix>left_wrist / "
-              "<prefix>right_wrist."),
+              "<prefix>right_wrist: letters, digits, '_' and '/' (not first, not doubled)."),
     ParamSpec("publish_markers", True, "Publish hands/markers (MarkerArray) for RViz."),
     ParamSpec("publish_tf", True, "Publish the wrist frames on /tf (valid hands only)."),
     ParamSpec("publish_debug_image", False, "Publish hands/debug_image (input with keypoints)."),
     ParamSpec("min_confidence", P.DEFAULT_MIN_CONFIDENCE, "A hand is valid when its confidence "
               "(seg-head hand probability over its footprint) is >= this.",
               value_range=(0.0, 1.0, True)),
-    ParamSpec("crop", "full", "Two-hand crop: full frame (centred square), fixed roi, or track "
-              "the previous frame's hands.", choices=P.CROP_MODES),
+    ParamSpec("crop", "detect", "DIR backend's two-hand crop: detect (the release's crop around "
+              "the detected hands; falls back to track, then full), full frame (centred "
+              "square), fixed roi, or track the previous frame's hands.", choices=CROP_MODES),
+    ParamSpec("mirrored_input", False, "True when the camera image is mirrored (selfie view): "
+              "the hand detector's left/right labels are then taken as they are.",
+              read_only=True),
     ParamSpec("roi", list(ROI_UNSET), "[x, y, w, h] image pixels, used when crop is roi."),
-    ParamSpec("smoothing", "none", "Temporal filter of the output.", choices=("none", "ema")),
-    ParamSpec("smoothing_factor", 0.5, "EMA weight of the newest frame, in (0, 1] "
-              "(1 = no smoothing).", value_range=(0.0, 1.0, False)),
+    ParamSpec("smoothing", "one_euro", "Temporal filter of the output (per hand, reset when a "
+              "hand is lost or jumps).", choices=S.SMOOTHING_MODES),
+    ParamSpec("smoothing_factor", 0.5, f"EMA weight of the newest frame, in "
+              f"[{MIN_SMOOTHING_FACTOR}, 1] (1 = no smoothing).",
+              value_range=(MIN_SMOOTHING_FACTOR, 1.0, True)),
+    ParamSpec("one_euro_min_cutoff", S.DEFAULT_MIN_CUTOFF_HZ, "One-Euro cutoff (Hz) of a still "
+              "hand: lower = steadier, more lag.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_beta", S.DEFAULT_BETA, "One-Euro speed coefficient (s/m): higher = less "
+              "lag on moving hands.", value_range=(0.0, 1000.0, True)),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -108,21 +167,69 @@ def check_param(name: str, value: Any, values: Optional[dict[str, Any]] = None) 
                 f"{', '.join(spec.choices)}")
     if spec.value_range is not None:
         lo, hi, lo_incl = spec.value_range
-        if not isinstance(value, (int, float)) or not (
-                (lo <= value if lo_incl else lo < value) and value <= hi):
+        integral = _integral(spec)
+        kinds = (int,) if integral else (int, float)  # integers are accepted for doubles
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            expected = "an integer" if integral else "a number"
+            return f"parameter '{name}': {value!r} is not {expected}"
+        if not (math.isfinite(value) and (lo <= value if lo_incl else lo < value)
+                and value <= hi):
             return (f"parameter '{name}': {value} is out of range; allowed: "
                     f"{'[' if lo_incl else '('}{lo}, {hi}]")
     if name == "roi":
-        roi = list(value)
-        if len(roi) != 4:
-            return f"parameter 'roi': needs 4 numbers [x, y, w, h], got {roi}"
-        if roi != ROI_UNSET and (roi[2] <= 0 or roi[3] <= 0):
-            return f"parameter 'roi': width and height must be > 0, got {roi}"
+        error = _roi_problem(value)
+        if error:
+            return f"parameter 'roi': {error}"
+    if name == "frame_prefix" and not (isinstance(value, str)
+                                       and FRAME_PREFIX_PATTERN.fullmatch(value)):
+        return (f"parameter 'frame_prefix': {value!r} does not make a valid TF frame id "
+                f"(letters, digits, '_' and '/', not starting with '/', no '//' or spaces)")
     if values is None:
         return None
     merged = {**values, name: value}
     if merged.get("crop") == "roi" and list(merged.get("roi", ROI_UNSET)) == ROI_UNSET:
         return "parameter 'crop': 'roi' needs parameter 'roi' = [x, y, w, h] with w, h > 0"
+    return None
+
+
+def _integral(spec: ParamSpec) -> bool:
+    """True for an integer parameter (its default is an int, not a bool)."""
+    return isinstance(spec.default, int) and not isinstance(spec.default, bool)
+
+
+def _ints_as_doubles(param: Parameter) -> Parameter:
+    """An INTEGER (array) value given for a double (array) parameter as DOUBLE (array):
+    `min_confidence: 0` or `roi: [0, 0, 320, 240]` in a params file mean the doubles."""
+    spec = SPECS.get(param.name)
+    if spec is None:
+        return param
+    if isinstance(spec.default, float) and param.type_ == Parameter.Type.INTEGER:
+        return Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+    if (isinstance(spec.default, list) and spec.default
+            and all(isinstance(v, float) for v in spec.default)
+            and param.type_ == Parameter.Type.INTEGER_ARRAY):
+        return Parameter(param.name, Parameter.Type.DOUBLE_ARRAY, [float(v) for v in param.value])
+    return param
+
+
+def _roi_problem(value: Any) -> Optional[str]:
+    """None when `value` is a usable roi [x, y, w, h] (or the all-zero 'unset'), else why not:
+    finite numbers, w and h > 0, every value within the largest image side."""
+    try:
+        roi = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return f"needs 4 numbers [x, y, w, h], got {value!r}"
+    if len(roi) != 4:
+        return f"needs 4 numbers [x, y, w, h], got {roi}"
+    if roi == ROI_UNSET:
+        return None
+    if not all(math.isfinite(v) for v in roi):
+        return f"values must be finite, got {roi}"
+    if roi[2] <= 0 or roi[3] <= 0:
+        return f"width and height must be > 0, got {roi}"
+    if max(abs(v) for v in roi) > MAX_IMAGE_SIDE_PX:
+        return (f"values must be within +-{MAX_IMAGE_SIDE_PX} px (the largest image side), "
+                f"got {roi}")
     return None
 
 
@@ -135,20 +242,120 @@ class Stats:
     dropped: int = 0
     decode_errors: int = 0
     inference_errors: int = 0
+    too_large: int = 0  # frames refused by max_image_pixels / the side limit (in decode_errors)
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(
         maxlen=LATENCY_WINDOW))
-    network_ms: collections.deque = field(default_factory=lambda: collections.deque(
-        maxlen=LATENCY_WINDOW))
+    # per-step timings of the predictor (FrameResult.timings: crop_ms, network_ms, detect_ms, ...)
+    step_ms: dict[str, collections.deque] = field(default_factory=dict)
+    # latest fit residual (mm) per side from the landmark backend (nan when none)
+    fit_residual_mm: dict[str, float] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
     last_time: float = field(default_factory=time.monotonic)
+
+
+# Python logger of the core (dir_ros.predictor, dir_ros.model, ...) that the node forwards
+# to its ROS logger, so the core's warnings reach /rosout.
+CORE_LOGGER = "dir_ros"
+# Messages forwarded recently, remembered so that the warnings.warn twin of a logged line
+# (the predictor both logs and warns "NO WEIGHTS GIVEN") is not printed a second time.
+FORWARDED_MEMORY = 32
+
+
+class RosLogBridge(logging.Handler):
+    """Forwards the core's Python log records and warnings.warn to a ROS logger: they reach
+    /rosout and the console once, in the ROS format (the `dir_ros` logger stops propagating
+    to root handlers while installed; a warning repeating a forwarded record is dropped)."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.DEBUG)
+        self.ros_logger = ros_logger
+        self._recent: collections.deque = collections.deque(maxlen=FORWARDED_MEMORY)
+        self._saved: Optional[tuple[int, bool, Any]] = None
+
+    def install(self) -> None:
+        """Attach to the `dir_ros` logger at the ROS logger's level; take over warnings."""
+        core = logging.getLogger(CORE_LOGGER)
+        self._saved = (core.level, core.propagate, warnings.showwarning)
+        core.addHandler(self)
+        core.propagate = False
+        core.setLevel(int(self.ros_logger.get_effective_level()))  # same numbers as logging
+        warnings.showwarning = self.show_warning
+
+    def uninstall(self) -> None:
+        """Detach and restore what install() changed (idempotent)."""
+        if self._saved is None:
+            return
+        core = logging.getLogger(CORE_LOGGER)
+        core.removeHandler(self)
+        level, propagate, showwarning = self._saved
+        if not any(isinstance(h, RosLogBridge) for h in core.handlers):
+            core.setLevel(level)
+            core.propagate = propagate
+        if warnings.showwarning == self.show_warning:
+            warnings.showwarning = showwarning
+        self._saved = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One Python log record -> the ROS logger at the same severity (only the newest
+        bridge forwards: several nodes in one process do not repeat each record)."""
+        if _newest_bridge() is not self:
+            return
+        try:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            self._recent.append(text)
+            where = record.name.removeprefix(CORE_LOGGER).lstrip(".") or CORE_LOGGER
+            line = f"{where}: {text}"
+            if record.levelno >= logging.CRITICAL:
+                self.ros_logger.fatal(line)
+            elif record.levelno >= logging.ERROR:
+                self.ros_logger.error(line)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(line)
+            elif record.levelno >= logging.INFO:
+                self.ros_logger.info(line)
+            else:
+                self.ros_logger.debug(line)
+        except Exception:  # a logging failure must not break the caller
+            self.handleError(record)
+
+    def show_warning(self, message: Any, category: type, filename: str, lineno: int,
+                     file: Any = None, line: Optional[str] = None) -> None:
+        """warnings.showwarning replacement: one ROS warning line, unless the same text was
+        just logged through the core's logger."""
+        if _newest_bridge() is not self:
+            return
+        text = str(message)
+        if text in self._recent:
+            self._recent.remove(text)
+            return
+        self.ros_logger.warning(f"{category.__name__}: {text}")
+
+
+def _newest_bridge() -> Optional[RosLogBridge]:
+    """The RosLogBridge installed last on the core's logger (None when none is)."""
+    bridges = [h for h in logging.getLogger(CORE_LOGGER).handlers if isinstance(h, RosLogBridge)]
+    return bridges[-1] if bridges else None
 
 
 class HandsNode(Node):
     """The ROS 2 node around HandsPredictor (see module docstring)."""
 
-    def __init__(self, predictor_factory: Callable[[dict], P.HandsPredictor] =
-                 P.HandsPredictor.from_config, **node_kwargs: Any) -> None:
+    def __init__(self, predictor_factory: Callable[[dict], Any] = P.build_predictor,
+                 **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
+        self._log_bridge = RosLogBridge(self.get_logger())
+        self._log_bridge.install()
+        try:
+            self._start(predictor_factory)
+        except BaseException:
+            self._log_bridge.uninstall()
+            raise
+
+    def _start(self, predictor_factory: Callable[[dict], Any]) -> None:
+        """Declare and check the parameters, build the predictor, open the topics and start
+        the worker (the constructor's body, run with the log bridge installed)."""
         self._lock = threading.Condition()
         self._mailbox: Optional[tuple[Any, float]] = None
         self._stop = threading.Event()
@@ -156,6 +363,9 @@ class HandsNode(Node):
         # (K, CameraInfo size, roi (x, y, w, h)) of the latest CameraInfo, swapped as one tuple
         self._camera: Optional[tuple[np.ndarray, tuple[int, int], tuple[int, int, int, int]]] = None
         self._warned: set[str] = set()
+        self._last_log: dict[str, float] = {}  # error kind -> monotonic time of its last log
+        # why the latest CameraInfo cannot be used (None: usable or none received)
+        self._camera_problem: Optional[str] = None
         self.cfg: Optional[dict[str, Any]] = None
         self._declare()
         cfg = {n: self.get_parameter(n).value for n in SPECS}
@@ -164,40 +374,66 @@ class HandsNode(Node):
             raise ConfigError(error)
         try:
             self.predictor = predictor_factory(
-                {k: cfg[k] for k in ("weights", "model_config", "hand_model", "device",
-                                     "precision", "min_confidence", "crop")}
+                {k: cfg[k] for k in ("backend", "weights", "model_config", "hand_model", "device",
+                                     "precision", "min_confidence", "crop", "mirrored_input")}
                 | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
         except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
                 HandModelError) as e:  # unreadable weights / hand model: a one-line refusal
-            raise ConfigError(str(e)) from e
-        self.smoother: Optional[P.EmaSmoother] = self._make_smoother(cfg)
+            text = e.args[0] if isinstance(e, KeyError) and e.args else e  # no repr quotes
+            raise ConfigError(str(text)) from e
+        self.smoother: Optional[S.Smoother] = self._make_smoother(cfg)
+        self.backend = P.choose_backend(cfg["backend"], cfg["weights"])
         self.cfg = cfg  # from here on the set-parameters callback applies changes
         self.device_name = str(getattr(self.predictor, "device", cfg["device"]))
+        # the precision actually used (the predictor falls back to fp32 off CUDA)
+        self.precision = str(getattr(self.predictor, "precision", cfg["precision"]))
         self._setup_io()
         self._worker = threading.Thread(target=self._work, name="hands_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"ready: {self._image_topic} -> {self.resolve_topic_name('hands')} on "
-            f"{self.device_name} ({cfg['precision']}), crop {cfg['crop']}")
+            f"{self.device_name} ({self.precision}), backend {self.backend}"
+            + (f", crop {cfg['crop']}" if self.backend == "dir" else ""))
 
     # ---- parameters
     def _declare(self) -> None:
         """Declare every parameter with its descriptor; a bad value raises ConfigError."""
         # Validation runs for the declared values too (rclpy calls the callback on declare).
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._refusal: Optional[str] = None  # our reason when the callback refuses a value
+        # Integers for double parameters: rclpy types a parameter by its default and refuses
+        # `min_confidence: 0`. Runtime sets pass the pre-set callback; declaring does not, so
+        # the command-line / params-file overrides are converted here (rclpy keeps them in
+        # Node._parameter_overrides, the only place they can be read before declaring).
+        self.add_pre_set_parameters_callback(
+            lambda params: [_ints_as_doubles(p) for p in params])
+        overrides = getattr(self, "_parameter_overrides", None)
+        if isinstance(overrides, dict):
+            for name in SPECS.keys() & overrides.keys():
+                overrides[name] = _ints_as_doubles(overrides[name])
         for spec in PARAMS:
             allowed = (f" Allowed: {', '.join(spec.choices)}." if spec.choices else "")
             desc = ParameterDescriptor(
                 name=spec.name, description=spec.description + allowed,
                 read_only=spec.read_only,
                 additional_constraints=allowed.strip())
-            if spec.value_range is not None:
-                desc.floating_point_range = [FloatingPointRange(
-                    from_value=spec.value_range[0], to_value=spec.value_range[1], step=0.0)]
+            if spec.value_range is not None:  # rclpy shows both ends as inclusive
+                lo, hi, lo_incl = spec.value_range
+                if _integral(spec):
+                    desc.integer_range = [IntegerRange(
+                        from_value=int(lo) if lo_incl else int(lo) + 1, to_value=int(hi), step=0)]
+                else:
+                    desc.floating_point_range = [FloatingPointRange(
+                        from_value=float(lo) if lo_incl else math.nextafter(float(lo), math.inf),
+                        to_value=float(hi), step=0.0)]
+            self._refusal = None
             try:
                 self.declare_parameter(spec.name, spec.default, desc)
-            except ParameterException as e:
-                raise ConfigError(f"parameter '{spec.name}': {e}") from e
+            except ParameterException as e:  # our own one-line reason where we have one
+                given = overrides.get(spec.name) if isinstance(overrides, dict) else None
+                reason = self._refusal or (check_param(spec.name, given.value)
+                                           if given is not None else None)
+                raise ConfigError(reason or f"parameter '{spec.name}': {e}") from e
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Validate, then apply (read-only ones are refused by rclpy). While declaring at
@@ -206,6 +442,7 @@ class HandsNode(Node):
             for p in params:
                 error = check_param(p.name, p.value)
                 if error:
+                    self._refusal = error  # the startup error message (see _declare)
                     return SetParametersResult(successful=False, reason=error)
             return SetParametersResult(successful=True)
         values = dict(self.cfg)
@@ -218,38 +455,49 @@ class HandsNode(Node):
                 return SetParametersResult(successful=False, reason=error)
         try:
             if {"crop", "roi"} & {p.name for p in params}:
-                self.predictor.cropper = P.make_cropper(
-                    values["crop"], list(values["roi"]) if values["crop"] == "roi" else None)
-                self.predictor.reset()
+                if hasattr(self.predictor, "set_crop"):  # the landmark backend has no crop
+                    self.predictor.set_crop(
+                        values["crop"], list(values["roi"]) if values["crop"] == "roi" else None)
             self.predictor.min_confidence = float(values["min_confidence"])
             self.smoother = self._make_smoother(values)
         except ValueError as e:
             return SetParametersResult(successful=False, reason=str(e))
         self.cfg = values
+        self._set_debug_publisher(bool(values["publish_debug_image"]))
         return SetParametersResult(successful=True)
 
     @staticmethod
-    def _make_smoother(cfg: dict[str, Any]) -> Optional[P.EmaSmoother]:
-        return P.EmaSmoother(float(cfg["smoothing_factor"])) if cfg["smoothing"] == "ema" else None
+    def _make_smoother(cfg: dict[str, Any]) -> Optional[S.Smoother]:
+        return S.make_smoother(cfg["smoothing"], float(cfg["smoothing_factor"]),
+                               float(cfg["one_euro_min_cutoff"]), float(cfg["one_euro_beta"]))
 
     # ---- I/O
     def _setup_io(self) -> None:
-        reliability = (ReliabilityPolicy.RELIABLE if self.cfg["image_reliability"] == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        sensor_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
-                                durability=DurabilityPolicy.VOLATILE)
         if self.cfg["image_transport"] == "compressed":
             # image_transport convention: <resolved image topic>/compressed (follows remaps)
             self._image_topic = self.resolve_topic_name("image") + "/compressed"
-            self.create_subscription(CompressedImage, self._image_topic, self._on_image, sensor_qos)
+            image_type: type = CompressedImage
         else:
             self._image_topic = self.resolve_topic_name("image")
-            self.create_subscription(Image, "image", self._on_image, sensor_qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sensor_qos)
+            image_type = Image
+        # topic -> [message type, callback, subscription, its reliability]
+        self._sensor_subs: dict[str, list[Any]] = {
+            self._image_topic: [image_type, self._on_image, None, None],
+            self.resolve_topic_name("camera_info"): [CameraInfo, self._on_camera_info, None, None]}
+        choice = self.cfg["image_reliability"]
+        for topic in self._sensor_subs:
+            self._subscribe_sensor(topic, ReliabilityPolicy.BEST_EFFORT if choice ==
+                                   "best_available" else RELIABILITY[choice])
+        if choice == "best_available":
+            self._match_publishers()
+            self.create_timer(QOS_RECHECK_PERIOD_S, self._match_publishers)
         out_qos = QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_hands = self.create_publisher(TwoHandMesh, "hands", out_qos)
         self.pub_markers = self.create_publisher(MarkerArray, "hands/markers", out_qos)
-        self.pub_debug = self.create_publisher(Image, "hands/debug_image", out_qos)
+        self._out_qos = out_qos
+        self._debug_lock = threading.Lock()
+        self.pub_debug: Optional[Any] = None
+        self._set_debug_publisher(bool(self.cfg["publish_debug_image"]))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", out_qos)
         self.pub_tf = None
         try:
@@ -269,13 +517,68 @@ class HandsNode(Node):
             self.get_logger().warning("fast marker serialisation unavailable for this "
                                       "visualization_msgs/Marker layout: using the slow path")
 
+    def _set_debug_publisher(self, enabled: bool) -> None:
+        """Advertise hands/debug_image only while publish_debug_image is true."""
+        with self._debug_lock:
+            if enabled and self.pub_debug is None:
+                self.pub_debug = self.create_publisher(Image, "hands/debug_image", self._out_qos)
+            elif not enabled and self.pub_debug is not None:
+                self.destroy_publisher(self.pub_debug)
+                self.pub_debug = None
+
+    def _subscribe_sensor(self, topic: str, reliability: ReliabilityPolicy) -> None:
+        """(Re)create the image or camera_info subscription with this reliability (queue
+        IMAGE_QUEUE_DEPTH; the mailbox keeps the newest)."""
+        entry = self._sensor_subs[topic]
+        if entry[2] is not None:
+            self.destroy_subscription(entry[2])
+        qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, history=HistoryPolicy.KEEP_LAST,
+                         reliability=reliability,
+                         durability=DurabilityPolicy.VOLATILE)
+        entry[2], entry[3] = self.create_subscription(entry[0], topic, entry[1], qos), reliability
+
+    def _match_publishers(self) -> None:
+        """image_reliability best_available: reliable while every publisher of the topic is
+        reliable, best effort when one is not (or none is known yet). rmw resolves
+        BEST_AVAILABLE only once, when the subscription is created: a node started before
+        its camera stayed reliable and never heard a best-effort camera. Re-checked every
+        QOS_RECHECK_PERIOD_S; a change re-creates the subscription (logged)."""
+        for topic, entry in self._sensor_subs.items():
+            pubs = self.get_publishers_info_by_topic(topic)
+            if not pubs:
+                continue  # keep what hears the next camera of either kind
+            want = (ReliabilityPolicy.RELIABLE
+                    if all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+                    else ReliabilityPolicy.BEST_EFFORT)
+            if want != entry[3]:
+                self._subscribe_sensor(topic, want)
+                kind = "all reliable" if want == ReliabilityPolicy.RELIABLE else "not all reliable"
+                self.get_logger().info(f"{topic}: {len(pubs)} publisher(s), {kind}: "
+                                       f"subscribing {want.name.lower()}")
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe)."""
+        """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe).
+        One the node cannot use (NaN / Inf / zero K, fx or fy <= 0) is not cached: hands are
+        then wrist-relative (metric false), the problem is warned once and shown in
+        /diagnostics. Distortion is ignored (pinhole K only): warned once."""
+        problem = geo.intrinsics_problem(msg.k)
+        if problem is not None:
+            self._camera, self._camera_problem = None, problem
+            self._warn_once(f"camera_info:{problem}", f"camera_info on "
+                            f"{self.resolve_topic_name('camera_info')} cannot be used: {problem}; "
+                            f"publishing wrist-relative hands (metric false)")
+            return
+        d = np.asarray(msg.d, dtype=np.float64)
+        if d.size and np.any(d != 0):
+            self._warn_once("distortion", f"camera_info has a non-zero distortion vector "
+                            f"(model '{msg.distortion_model}'): the node ignores distortion "
+                            f"and places hands with the pinhole K only (rectify the image, "
+                            f"e.g. image_proc, for exact metric placement)")
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
         roi = msg.roi
         self._camera = (k, (int(msg.width), int(msg.height)),
-                        (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))) \
-            if k[0, 0] > 0 else None
+                        (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
+        self._camera_problem = None
 
     def _on_image(self, msg: Any) -> None:
         """Newest frame wins: replace the mailbox content, count what gets dropped."""
@@ -287,9 +590,19 @@ class HandsNode(Node):
             self._lock.notify()
 
     def _warn_once(self, key: str, text: str) -> None:
+        """Warn the first time `key` occurs (one line per distinct problem)."""
         if key not in self._warned:
             self._warned.add(key)
             self.get_logger().warning(text)
+
+    def _log_throttled(self, kind: str, text: str, error: bool = True) -> None:
+        """Log at most once per LOG_THROTTLE_S per error kind. rclpy's throttle is per call
+        site, so a different error within the period would be lost."""
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -math.inf) < LOG_THROTTLE_S:
+            return
+        self._last_log[kind] = now
+        (self.get_logger().error if error else self.get_logger().warning)(text)
 
     # ---- processing (worker thread)
     def _work(self) -> None:
@@ -308,17 +621,20 @@ class HandsNode(Node):
                     return
                 with self._lock:
                     self.stats.inference_errors += 1
-                self.get_logger().error(f"processing failed: {type(e).__name__}: {e}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
+                self._log_throttled(f"inference:{type(e).__name__}",
+                                    f"processing failed: {type(e).__name__}: {e}")
 
     def _process(self, msg: Any, t_recv: float) -> None:
         try:
-            rgb = P.decode_image_msg(msg)
-        except ValueError as e:
+            rgb = decode_image_msg(msg, int(self.cfg["max_image_pixels"]))
+        except (ValueError, cv2.error) as e:  # cv2.error too: OpenCV's checks are decode errors
+            kind = e.kind if isinstance(e, DecodeError) else type(e).__name__
             with self._lock:
                 self.stats.decode_errors += 1
-            self.get_logger().error(f"cannot decode image from {self._image_topic}: {e}",
-                                    throttle_duration_sec=LOG_THROTTLE_S)
+                if isinstance(e, ImageTooLarge):
+                    self.stats.too_large += 1
+            self._log_throttled(f"decode:{kind}",
+                                f"cannot decode image from {self._image_topic}: {e}")
             return
         cam = self._camera
         K = None
@@ -329,12 +645,15 @@ class HandsNode(Node):
             K, info_size = geo.intrinsics_for_image(cam[0], cam[1], (rgb.shape[1], rgb.shape[0]),
                                                 cam[2])
             if info_size != (0, 0) and info_size != (rgb.shape[1], rgb.shape[0]):
-                self._warn_once("Ksize", f"camera_info is {info_size[0]}x{info_size[1]} but "
-                                f"the image is {rgb.shape[1]}x{rgb.shape[0]}: K scaled to the "
-                                f"image")
-        result = self.predictor.predict(rgb, K)
+                # keyed by both sizes: a mismatch that changes is warned again
+                self._warn_once(f"Ksize:{info_size}:{rgb.shape[1]}x{rgb.shape[0]}",
+                                f"camera_info is {info_size[0]}x{info_size[1]} but the image is "
+                                f"{rgb.shape[1]}x{rgb.shape[0]}: K scaled to the image")
+        result = self._finite_hands(self.predictor.predict(rgb, K))
         if self.smoother is not None:
-            result = self.smoother(result)
+            stamp = msg.header.stamp
+            t = stamp.sec + 1e-9 * stamp.nanosec
+            result = self.smoother(result, t if t > 0 else t_recv)
         header = msg.header
         self.pub_hands.publish(to_two_hand_mesh(result, header))
         if self.cfg["publish_markers"]:
@@ -347,11 +666,31 @@ class HandsNode(Node):
                 if transforms:
                     self.pub_tf.publish(self._TFMessage(transforms=transforms))
         if self.cfg["publish_debug_image"]:
-            self.pub_debug.publish(rgb_to_image(draw_debug(rgb, result, K), header))
+            debug = rgb_to_image(draw_debug(rgb, result, K), header)
+            with self._debug_lock:
+                if self.pub_debug is not None:
+                    self.pub_debug.publish(debug)
         with self._lock:
             self.stats.processed += 1
             self.stats.latency_ms.append(1e3 * (time.monotonic() - t_recv))
-            self.stats.network_ms.append(result.timings.get("network_ms", 0.0))
+            for key, ms in result.timings.items():
+                self.stats.step_ms.setdefault(
+                    key, collections.deque(maxlen=LATENCY_WINDOW)).append(ms)
+            for h in result.hands():
+                self.stats.fit_residual_mm[h.side] = h.fit_residual_mm if h.valid else float("nan")
+
+    def _finite_hands(self, result: FrameResult) -> FrameResult:
+        """Replace a hand holding NaN / Inf (a K the checks missed, a diverged network) by an
+        invalid one: a metric hand with NaN must never reach TwoHandMesh or /tf."""
+        for side in ("left", "right"):
+            hand = result.hand(side)
+            arrays = (hand.wrist_position, hand.wrist_quat, hand.joints, hand.vertices,
+                      hand.keypoints_2d, hand.pose, hand.shape, [hand.confidence])
+            if not all(np.all(np.isfinite(a)) for a in arrays):
+                setattr(result, side, type(hand).invalid(side, hand.faces, len(hand.vertices)))
+                self._log_throttled("nonfinite", f"the {side} hand has non-finite values: "
+                                    f"published as invalid", error=False)
+        return result
 
     # ---- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -360,17 +699,22 @@ class HandsNode(Node):
             s = self.stats
             dt = max(now - s.last_time, 1e-6)
             cur = {"received": s.received, "processed": s.processed, "dropped": s.dropped,
-                   "decode_errors": s.decode_errors, "inference_errors": s.inference_errors}
+                   "decode_errors": s.decode_errors, "inference_errors": s.inference_errors,
+                   "too_large": s.too_large}
             delta = {k: v - s.last.get(k, 0) for k, v in cur.items()}
             s.last, s.last_time = cur, now
             lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
-            net = np.array(s.network_ms) if s.network_ms else np.zeros(1)
+            steps = {k: float(np.median(v)) for k, v in s.step_ms.items() if v}
+            residuals = dict(s.fit_residual_mm)
         status = DiagnosticStatus(name=f"{self.get_name()}: hand reconstruction",
                                   hardware_id=self.device_name)
         if delta["inference_errors"]:
             status.level, status.message = DiagnosticStatus.ERROR, "inference errors"
         elif delta["decode_errors"]:
             status.level, status.message = DiagnosticStatus.WARN, "undecodable images"
+        elif self._camera_problem:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"camera_info unusable: {self._camera_problem}"
         elif delta["received"] == 0:
             status.level = DiagnosticStatus.WARN
             status.message = f"no images on {self._image_topic}"
@@ -379,16 +723,26 @@ class HandsNode(Node):
         values = {
             "input_rate_hz": f"{delta['received'] / dt:.2f}",
             "processed_rate_hz": f"{delta['processed'] / dt:.2f}",
+            # received_total: frames that reached the node (sent - received = transport
+            # loss); dropped_total: replaced in the one-slot mailbox before processing
+            "received_total": str(cur["received"]),
+            "processed_total": str(cur["processed"]),
             "dropped_total": str(cur["dropped"]),
             "dropped_rate_hz": f"{delta['dropped'] / dt:.2f}",
             "decode_errors_total": str(cur["decode_errors"]),
             "inference_errors_total": str(cur["inference_errors"]),
+            "too_large_total": str(cur["too_large"]),  # refused by max_image_pixels / side
             "latency_ms_median": f"{np.median(lat):.1f}",  # receive -> published
             "latency_ms_max": f"{np.max(lat):.1f}",
-            "network_ms_median": f"{np.median(net):.1f}",
+            **{f"{k.removesuffix('_ms')}_ms_median": f"{v:.1f}" for k, v in steps.items()},
+            **{f"{side}_fit_residual_mm": f"{v:.1f}" for side, v in residuals.items()
+               if self.backend == "landmarks"},
+            "backend": self.backend,
             "device": self.device_name,
             "precision": str(getattr(self.predictor, "precision", self.cfg["precision"])),
-            "camera_info": "yes" if self._camera is not None else "no",
+            "image_qos": self._sensor_subs[self._image_topic][3].name.lower(),
+            "camera_info": ("yes" if self._camera is not None else
+                            f"invalid: {self._camera_problem}" if self._camera_problem else "no"),
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
@@ -396,6 +750,12 @@ class HandsNode(Node):
         self.pub_diag.publish(arr)
 
     # ---- shutdown
+    def destroy_node(self) -> None:
+        """Stop the worker, give the core's logging back, destroy the node."""
+        self.stop()
+        self._log_bridge.uninstall()
+        super().destroy_node()
+
     def stop(self) -> None:
         """Stop the worker thread (idempotent)."""
         self._stop.set()
@@ -405,7 +765,7 @@ class HandsNode(Node):
             self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
 
 
-def draw_debug(rgb: np.ndarray, result: P.FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
+def draw_debug(rgb: np.ndarray, result: FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
     """Input image with the crop box and each valid hand's projected mesh, bones and
     keypoints drawn (RGB copy)."""
     from dir_ros.overlay import draw_hands
@@ -413,9 +773,22 @@ def draw_debug(rgb: np.ndarray, result: P.FrameResult, K: Optional[np.ndarray]) 
     return draw_hands(rgb, result.hands(), K, box=result.box)
 
 
+def _rcl_reason(error: Exception) -> str:
+    """One line from an rcl error: without the C source locations (', at /.../x.c:415')."""
+    return re.sub(r",? at \S+:\d+", "", str(error)).strip()
+
+
 def main(args: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the hands_node executable; returns the exit status."""
-    rclpy.init(args=args)
+    """Entry point of the hands_node executable; returns the exit status. Startup problems
+    (a malformed params file, a refused parameter, Ctrl-C while the model loads) end with
+    one line on stderr, no traceback."""
+    try:
+        rclpy.init(args=args)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:  # RCLError: a malformed params file or --ros-args
+        print(f"[{NODE_NAME}] ERROR: {_rcl_reason(e)}", file=sys.stderr, flush=True)
+        return EXIT_BAD_CONFIG
     node: Optional[HandsNode] = None
     try:
         node = HandsNode()
@@ -423,6 +796,14 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         print(f"[{NODE_NAME}] ERROR: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return EXIT_BAD_CONFIG
+    except BaseException as e:
+        # Ctrl-C while the model loads: KeyboardInterrupt, or an rclpy error from the
+        # context that rclpy's signal handler already shut down.
+        if not isinstance(e, KeyboardInterrupt) and rclpy.ok():
+            raise
+        print(f"[{NODE_NAME}] interrupted during startup", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -435,4 +816,5 @@ def main(args: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # main() handles Ctrl-C now
     sys.exit(main())
