@@ -1,7 +1,6 @@
 """The light network can fit a handful of synthetic two-hand images (loss drops > 70%)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
@@ -15,8 +14,7 @@ from dir_ros.model.synthetic import synthetic_hand_model
 
 LIGHT = Path(__file__).resolve().parents[1] / "config" / "model" / "dir_light.yaml"
 NUM_SAMPLES = 4
-STEPS = 60
-TIME_BUDGET_S = 40.0      # stop early on slow machines; the assertion still applies
+STEPS = 60                # fixed step count (no time budget: a loaded machine is slower, not worse)
 TARGET_RATIO = 0.3        # final loss must fall below 30 % of the initial one
 LEARNING_RATE = 1e-3
 SEG_SIZE = 16             # seg / dense targets at the light model's head resolution
@@ -76,15 +74,12 @@ def test_light_model_overfits_synthetic_samples():
     images, target = _synthetic_batch(arrays, model.input_size)
     assert images.shape == (NUM_SAMPLES, 3, 128, 128)
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
-    history, t0 = [], time.perf_counter()
+    history = []
     for _ in range(STEPS):
         loss = model.compute_loss(model(images), target)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         history.append(loss.item())
-        if time.perf_counter() - t0 > TIME_BUDGET_S:
-            break
     assert np.isfinite(history).all()
-    print(f'steps {len(history)}, loss {history[0]:.3f} -> {min(history[-5:]):.3f}', [round(h, 1) for h in history[::5]])
     assert min(history[-5:]) < TARGET_RATIO * history[0], history
