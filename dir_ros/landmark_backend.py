@@ -10,9 +10,10 @@ No ROS imports.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +22,25 @@ from dir_ros.crop import detect_box
 from dir_ros.results import SIDES, FrameResult, HandsResult
 
 LOG = logging.getLogger("dir_ros.landmark_backend")
+# Torch threads for the fit: its tensors are tiny (21 keypoints, a 58-unknown solve), so a
+# second thread only adds synchronisation, and on a loaded 2-core machine OpenMP workers
+# waiting for a busy core made the fit 20x slower (24 ms -> 550 ms median, measured with
+# scripts/benchmark_landmarks.py while another process trained a network).
+FIT_TORCH_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch intra-op threads, then restore the previous count
+    (process-wide while it runs: the landmark backend is the node's only torch user)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class LandmarkPredictor:
@@ -84,12 +104,13 @@ class LandmarkPredictor:
             if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0):
                 K = None  # an uncalibrated CameraInfo carries K = 0
         hands = {}
-        for side in SIDES:
-            det = detections.get(side)
-            hands[side] = HandsResult.invalid(side, self.faces[side], self.num_verts[side]) \
-                if det is None else self._hand(side, det, K)
-            if det is None or not hands[side].valid:
-                self._warm.pop(side, None)
+        with torch_threads(FIT_TORCH_THREADS):
+            for side in SIDES:
+                det = detections.get(side)
+                hands[side] = HandsResult.invalid(side, self.faces[side], self.num_verts[side]) \
+                    if det is None else self._hand(side, det, K)
+                if det is None or not hands[side].valid:
+                    self._warm.pop(side, None)
         found = [d.landmarks_px for d in detections.values()]
         box = detect_box(found) if found else geo.full_frame_box(*image_size)
         result = FrameResult(left=hands["left"], right=hands["right"], box=box,

@@ -103,6 +103,14 @@ def main() -> None:
           f"p90 {p90['backend']:.1f} ms ({figures['backend_over_detector']:.2f}x the detector; "
           f"fit median {med['fit']:.1f} ms)")
     print(f"  hands found per frame: {figures['hands_found_per_frame_mean']:.2f}")
+    per_photo = {}
+    for i, photo in enumerate(photos):  # frames are grouped by photo, --repeat each
+        sl = slice(i * args.repeat, (i + 1) * args.repeat)
+        per_photo[photo.name] = {"detector_ms_median": float(np.median(det_ms[sl])),
+                                 "backend_ms_median": float(np.median(all_ms[sl]))}
+        print(f"  {photo.name}: detector {per_photo[photo.name]['detector_ms_median']:.1f} ms, "
+              f"backend {per_photo[photo.name]['backend_ms_median']:.1f} ms (medians)")
+    figures["per_photo"] = per_photo
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
