@@ -1,7 +1,6 @@
 """Every ablation switch builds, runs forward + backward, and gives consistent outputs."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -109,17 +108,21 @@ def test_autocast_bfloat16_forward():
                                                   out.final.right.joints_uv, out.seg))
 
 
-def test_light_config_is_fast():
-    torch.set_num_threads(2)
+# The light config is the small one for CPU tests: under a fifth of the release network's
+# 92.7 M parameters (README: 15.66 M). Its speed is measured by scripts/benchmark_model.py,
+# not asserted here (a timed test fails on a loaded machine).
+LIGHT_MAX_PARAMS = 20_000_000
+
+
+def test_light_config_is_small():
     model = build_dir(LIGHT, arrays=synthetic_hand_model())
     size = model.input_size
     assert size == 128 and model.config["backbone"]["depth"] == 18
+    assert sum(p.numel() for p in model.parameters()) < LIGHT_MAX_PARAMS
     x = torch.randn(2, 3, size, size)
-    model(x).final.left.verts_xyz.sum().backward()  # warm-up
-    t0 = time.perf_counter()
     out = model(x)
     (out.final.left.verts_xyz.sum() + out.seg.sum()).backward()
-    assert time.perf_counter() - t0 < 1.0
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_config_validation_and_open_hand_model():
