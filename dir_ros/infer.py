@@ -25,6 +25,7 @@ DEFAULT_FOV_DEG = 60.0
 DEFAULT_INFER_CONFIG = "config/hands.yaml"  # the node's params file: infer runs what it runs
 DEFAULT_INFER_OUT = "dir_ros_infer"
 DEFAULT_CHECK_MODEL_CONFIG = "config/model/dir_release.yaml"
+LETTERBOX_GREY = 128  # border of letterbox() frames (mid grey: no edges for the detector)
 # Background grey level of --blank overlays (hands drawn without the picture: for sharing
 # results on pictures that may not be redistributed).
 BLANK_GREY = 60
@@ -38,6 +39,20 @@ def pinhole_K(width: int, height: int, fov_deg: float) -> np.ndarray:
     f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
                      [0.0, 0.0, 1.0]])
+
+
+def letterbox(bgr: np.ndarray, width: int, height: int, fill: int = LETTERBOX_GREY) -> np.ndarray:
+    """The image (H,W,3 uint8) scaled into a width x height frame, aspect kept, the rest
+    filled with grey: a picture shown to the pipeline as a camera of that size would."""
+    import cv2
+
+    scale = min(width / bgr.shape[1], height / bgr.shape[0])
+    small = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    frame = np.full((height, width, 3), fill, np.uint8)
+    y0, x0 = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    frame[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    return frame
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:

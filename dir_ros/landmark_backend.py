@@ -19,7 +19,7 @@ import numpy as np
 
 from dir_ros import geometry as geo
 from dir_ros.crop import detect_box
-from dir_ros.results import SIDES, FrameResult, HandsResult
+from dir_ros.results import SIDES, FrameResult, HandsResult, require_rgb
 
 LOG = logging.getLogger("dir_ros.landmark_backend")
 # Torch threads for the fit: its tensors are tiny (21 keypoints, a 58-unknown solve), so a
@@ -83,10 +83,7 @@ class LandmarkPredictor:
 
     def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
         """rgb (H,W,3) uint8, K (3,3) intrinsics or None -> FrameResult (both hands)."""
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"predict() needs an RGB uint8 (H,W,3) image, got "
-                             f"{rgb.dtype} {rgb.shape}")
+        rgb = require_rgb(rgb)
         t0 = time.perf_counter()
         detections = self.detector(rgb)
         t1 = time.perf_counter()

@@ -24,7 +24,7 @@ from dir_ros import geometry as geo
 from dir_ros.crop import Cropper, FullFrameCropper, make_cropper
 from dir_ros.hand_model import BETAS_SLICE
 from dir_ros.resources import resolve_resource
-from dir_ros.results import SIDES, FrameResult, HandsResult
+from dir_ros.results import SIDES, FrameResult, HandsResult, require_rgb
 
 LOG = logging.getLogger("dir_ros.predictor")
 
@@ -234,10 +234,7 @@ class HandsPredictor:
 
         from dir_ros.model.normalize import normalize_image
 
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"predict() needs an RGB uint8 (H,W,3) image, got "
-                             f"{rgb.dtype} {rgb.shape}")
+        rgb = require_rgb(rgb)
         t0 = time.perf_counter()
         box = self.cropper(rgb, self.previous)
         crop = geo.warp_crop(rgb, box, self.input_size)

@@ -72,3 +72,12 @@ class FrameResult:
     def hands(self) -> tuple[HandsResult, HandsResult]:
         """(left, right)."""
         return (self.left, self.right)
+
+
+def require_rgb(rgb: np.ndarray) -> np.ndarray:
+    """rgb as an array, checked to be what predict() takes: RGB uint8 (H,W,3); ValueError
+    naming what it got otherwise."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"predict() needs an RGB uint8 (H,W,3) image, got {rgb.dtype} {rgb.shape}")
+    return rgb

@@ -19,23 +19,12 @@ import cv2
 import numpy as np
 import torch
 
-from dir_ros.infer import expand_inputs, pinhole_K
+from dir_ros.infer import expand_inputs, letterbox, pinhole_K
 from dir_ros.predictor import build_predictor, make_detector
 
 WIDTH, HEIGHT = 640, 480
 HFOV_DEG = 60.0
 WARMUP_FRAMES = 3  # graph start-up and first-call costs are not counted
-
-
-def letterbox(bgr: np.ndarray) -> np.ndarray:
-    """The image scaled into a 640x480 RGB frame, aspect kept, grey borders."""
-    scale = min(WIDTH / bgr.shape[1], HEIGHT / bgr.shape[0])
-    small = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
-                       interpolation=cv2.INTER_AREA)
-    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
-    y0, x0 = (HEIGHT - small.shape[0]) // 2, (WIDTH - small.shape[1]) // 2
-    frame[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def time_frames(run, frames: list[np.ndarray]) -> list[float]:
@@ -68,7 +57,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
     photos = [p for p in expand_inputs([args.images])]
-    frames = [letterbox(cv2.imread(str(p))) for p in photos for _ in range(args.repeat)]
+    frames = [cv2.cvtColor(letterbox(cv2.imread(str(p)), WIDTH, HEIGHT), cv2.COLOR_BGR2RGB)
+              for p in photos for _ in range(args.repeat)]
     K = pinhole_K(WIDTH, HEIGHT, HFOV_DEG)
     cfg = {"backend": "landmarks", "mirrored_input": False}
     detector = make_detector(cfg)

@@ -3,7 +3,7 @@ real photo of two hands: a TwoHandMesh with at least one valid, metric hand and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +14,9 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the build
     pytest.skip(f"rclpy not importable: {e}", allow_module_level=True)
 
-from test_node import FRAME, PREFIX, NodeProcess, Probe  # the node harness of test_node.py
+from test_node import FRAME, PREFIX, NodeProcess, Probe, ctx  # noqa: F401  (ctx: fixture)
+
+from dir_ros.infer import letterbox
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -25,26 +27,10 @@ HFOV_DEG = 60.0
 ANSWER_DEADLINE_S = 90.0  # node start (MediaPipe graphs, hand model) + DDS on 2 busy cores
 
 
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[Any]:
-    from test_node import DOMAIN_ID
-
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    yield context
-    context.try_shutdown()
-
-
 def _camera_frame() -> np.ndarray:
-    """The photo letterboxed into a 640x480 RGB frame (aspect kept, grey borders)."""
-    bgr = cv2.imread(str(PHOTO), cv2.IMREAD_COLOR)
-    scale = min(WIDTH / bgr.shape[1], HEIGHT / bgr.shape[0])
-    small = cv2.resize(bgr, (round(bgr.shape[1] * scale), round(bgr.shape[0] * scale)),
-                       interpolation=cv2.INTER_AREA)
-    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
-    y0, x0 = (HEIGHT - small.shape[0]) // 2, (WIDTH - small.shape[1]) // 2
-    frame[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    """The photo letterboxed into a 640x480 RGB frame."""
+    return cv2.cvtColor(letterbox(cv2.imread(str(PHOTO), cv2.IMREAD_COLOR), WIDTH, HEIGHT),
+                        cv2.COLOR_BGR2RGB)
 
 
 @pytest.mark.skipif(not PHOTO.is_file(), reason=f"{PHOTO} not present")
