@@ -34,7 +34,9 @@ setup(
     data_files=[
         ("share/dir_ros/weights/open_hand", [str(p.relative_to(HERE)) for p in sorted((HERE / "weights/open_hand").glob("*")) if p.is_file()]),
         ("share/dir_ros/msg", [str(p.relative_to(HERE)) for p in sorted((HERE / "msg").glob("*.msg"))]),
+        ("share/dir_ros/config", [str(p.relative_to(HERE)) for p in sorted((HERE / "config").glob("*.yaml"))]),
         ("share/dir_ros/config/model", [str(p.relative_to(HERE)) for p in sorted((HERE / "config/model").glob("*.yaml"))]),
+        ("share/dir_ros/config/train", [str(p.relative_to(HERE)) for p in sorted((HERE / "config/train").glob("*.yaml"))]),
     ],
     include_package_data=False,
 )

@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-iv", action="store_true", help="skip the interpenetration volume (voxelisation)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_infer_parsers(sub)
+    _add_train_parser(sub)
     return parser
 
 
@@ -450,6 +451,13 @@ def _add_infer_parsers(sub: Any) -> None:
     chk.add_argument("--image", type=Path, default=None, help="image for the forward pass")
     chk.add_argument("--full-frame", action="store_true", help="feed the whole frame instead of the detector crop")
     chk.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def _add_train_parser(sub: Any) -> None:
+    """The `train` subcommand (dir_ros/train/, docs/training.md)."""
+    from .train.cli import add_train_parser
+
+    add_train_parser(sub)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -522,6 +530,10 @@ def main(argv: list[str] | None = None, predictor: Predictor | None = None) -> i
             from .infer import check_weights
 
             check_weights(args)
+        elif args.command == "train":
+            from .train.cli import run_train
+
+            run_train(args)
         else:
             summary = eval_bag(args, predictor=predictor)
             print(_one_line_summary(summary, args.out))

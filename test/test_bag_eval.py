@@ -243,12 +243,12 @@ def test_bad_inputs_exit_nonzero_with_one_line(dataset: Path, tmp_path: Path,
     bad.write_text(json.dumps({"frames": [{"image": "nope.png", "K": K.tolist()}]}))
     assert main(["make-bag", str(tmp_path / "c"), "--annotations", str(bad), "--no-progress"]) != 0
     assert "image not found" in capsys.readouterr().err
-    # usage errors (argparse) are one line too; no synthetic source is registered yet
+    # usage errors (argparse) are one line too
     with pytest.raises(SystemExit) as exc:
-        main(["make-bag", str(tmp_path / "d"), "--source", "synthetic"])
+        main(["make-bag", str(tmp_path / "d"), "--source", "nonexistent"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "invalid choice: 'synthetic'" in err
+    assert err.count("\n") == 1 and "invalid choice: 'nonexistent'" in err
     # the default mode with a predictor config that does not exist names it, on one line
     bag = tmp_path / "img_bag"
     frames, _ = load_folder_dataset(dataset)

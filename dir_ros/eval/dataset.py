@@ -1,8 +1,8 @@
 """Frame sources for ``dir-ros make-bag``: a folder of images + a JSON ground-truth file.
 
 Sources are pluggable: :data:`SOURCES` maps a name to a factory ``(args) -> iterable of
-DatasetFrame``; :func:`register_source` adds one (a synthetic two-hand generator can
-register itself as ``synthetic`` once it exists; none is shipped yet).
+DatasetFrame``; :func:`register_source` adds one. ``folder`` (below) and ``synthetic`` (seeded
+two-hand frames rendered from the hand model, dir_ros/train/synthetic.py) are shipped.
 
 Ground-truth JSON format (``format: "dir_ros.dataset/1"``), all geometry in metres in the
 camera optical frame (x right, y down, z forward), keypoint order of the project
@@ -333,3 +333,9 @@ def _folder_open(args: argparse.Namespace) -> tuple[list[DatasetFrame], dict[str
 
 
 register_source(Source("folder", "folder of images + JSON ground truth", _folder_args, _folder_open))
+
+# Seeded synthetic two-hand frames (dir_ros/train/synthetic.py); the module imported here only
+# defines the options, the frames (which need torch) are made when the source is opened.
+from dir_ros.train.bag_source import synthetic_source  # noqa: E402 - after Source is defined
+
+register_source(synthetic_source())
