@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from dir_ros.infer import expand_inputs, letterbox, pinhole_K
+from dir_ros.machine import cpu_name
 from dir_ros.predictor import build_predictor, make_detector
 
 WIDTH, HEIGHT = 640, 480
@@ -37,17 +37,6 @@ def time_frames(run, frames: list[np.ndarray]) -> list[float]:
         run(f)
         out.append(1e3 * (time.perf_counter() - t0))
     return out
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() as a fallback)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

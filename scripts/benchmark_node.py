@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+
+from dir_ros.machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STUB_FLAG = "--serve-stub-node"  # argv[1] that makes this file run the stub node itself
@@ -67,6 +68,7 @@ DOMAIN_BASE, DOMAIN_SPAN = 150, 80  # ROS_DOMAIN_ID = base + pid % span: runs do
 KIB_PER_MIB = 1024.0
 
 Stamp = tuple[int, int]
+
 
 
 # ---- the node process ---------------------------------------------------------------------
@@ -467,22 +469,6 @@ def start_and_wait(predictor: str, params: dict[str, str], frame: Frame,
         raise
     run.startup_s = time.monotonic() - t0
     return run
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() as a fallback)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model and core count, for the report."""
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 # ---- the benchmark -------------------------------------------------------------------------

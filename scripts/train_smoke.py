@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dir_ros.machine import cpu_name  # noqa: E402
 from dir_ros.train.trainer import train  # noqa: E402
 
 CONFIG = ROOT / "config" / "train" / "synthetic_light.yaml"
@@ -34,17 +34,6 @@ CONFIG = ROOT / "config" / "train" / "synthetic_light.yaml"
 TARGET_RATIO = 0.5
 # Steps averaged for the start/end figures.
 WINDOW = 10
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform's guess elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def check_predictor(summary: dict) -> dict:
