@@ -26,6 +26,9 @@ DEFAULT_OUT_DIR = "dir_ros_eval"  # eval-bag output folder (relative to the work
 MAX_PLAUSIBLE_LATENCY_S = 10.0
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
+# eval-bag with depth: depth frames kept for pairing with images (and how many later
+# messages an image waits for its depth), enough for a driver that logs depth late.
+DEPTH_PAIRING_FRAMES = 8
 
 
 class Predictor(Protocol):
@@ -138,8 +141,8 @@ def _choose_camera_info(topics: dict[str, str], wanted: str | None,
 
 
 def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
-                    start: Callable[[], Callable[[int, Any, np.ndarray | None, Any], None]] | None = None
-                    ) -> dict[str, Any]:
+                    start: Callable[[], Callable[[int, Any, np.ndarray | None, Any], None]] | None = None,
+                    depth: dict[int, Any] | None = None) -> dict[str, Any]:
     """Read GT, camera info and (optionally) images of the reference bag.
 
     Passes: ground truth, then every CameraInfo (sorted by header stamp), then the images,
@@ -147,11 +150,14 @@ def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
     (else the latest before it, else the first). start(), when given, is called once the
     topics are chosen and the GT and camera_info read (so bad topics fail before a model is
     built) and returns on_image(stamp_ns, image msg, K, GT FrameSample or None), called per
-    image in bag order.
+    image in bag order. depth, when given: the depth topic (--depth-topic, else TOPIC_DEPTH
+    when the bag has it) is read with the images and its messages kept in depth (stamp ns ->
+    message, the newest DEPTH_PAIRING_FRAMES) before on_image sees an image of that stamp
+    (an image waits for up to DEPTH_PAIRING_FRAMES later messages for its depth).
     """
-    from .eval.bag import (COMPRESSED_IMAGE, IMAGE, TOPIC_COMPRESSED, TOPIC_GT, TOPIC_IMAGE,
-                           TWO_HAND_MESH, BagReader, K_from_camera_info, frame_sample_from_msg,
-                           stamp_to_ns)
+    from .eval.bag import (COMPRESSED_IMAGE, IMAGE, TOPIC_COMPRESSED, TOPIC_DEPTH, TOPIC_GT,
+                           TOPIC_IMAGE, TWO_HAND_MESH, BagError, BagReader, K_from_camera_info,
+                           frame_sample_from_msg, stamp_to_ns)
 
     out: dict[str, Any] = {"gt": {}, "image_stamps": [], "k_stamps": [], "k_values": []}
     with BagReader(bag) as reader:
@@ -162,6 +168,12 @@ def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
         gt_t = _pick_topic(topics, args.gt_topic, (TOPIC_GT,), (TWO_HAND_MESH,), "ground truth",
                            required=False, exclude=(args.hands_topic,)) if args.gt_topic or TOPIC_GT in topics else None
         out["topics"] = {"image": img_t, "camera_info": info_t, "ground_truth": gt_t}
+        depth_t = None
+        if depth is not None and getattr(args, "depth_topic", "") != "":
+            depth_t = args.depth_topic or (TOPIC_DEPTH if TOPIC_DEPTH in topics else None)
+            if depth_t is not None and depth_t not in topics:
+                raise BagError(f"{bag}: no depth topic {depth_t} (topics: {', '.join(sorted(topics))})")
+            out["topics"]["depth"] = depth_t
         out["camera_info_choice"] = f"`{info_t}`, {how}" if info_t else how
         if gt_t:
             for m in reader.messages([gt_t]):
@@ -188,16 +200,54 @@ def _read_reference(bag: Path, args: argparse.Namespace, need_images: bool,
 
             progress = tqdm(total=reader.count(img_t), desc="eval-bag", unit="frame",
                             file=sys.stderr, disable=args.no_progress)
-        for m in reader.messages([img_t]):
-            s = stamp_to_ns(m.msg.header)
+        pending: list[tuple[int, Any]] = []  # images waiting for their depth frame
+
+        def emit(s: int, msg: Any) -> None:
             out["image_stamps"].append(s)
             if on_image is not None:
-                on_image(s, m.msg, _latest_k(out["k_stamps"], out["k_values"], s), out["gt"].get(s))
+                on_image(s, msg, _latest_k(out["k_stamps"], out["k_values"], s), out["gt"].get(s))
                 if progress is not None:
                     progress.update(1)
+
+        for m in reader.messages([img_t] + ([depth_t] if depth_t else [])):
+            s = stamp_to_ns(m.msg.header)
+            if depth_t is None:
+                emit(s, m.msg)
+                continue
+            if m.topic == depth_t:
+                depth[s] = m.msg
+                for old in sorted(depth)[:-DEPTH_PAIRING_FRAMES]:
+                    del depth[old]
+            else:
+                pending.append((s, m.msg))
+            newest = max(depth) if depth else -1
+            while pending and (pending[0][0] <= newest or len(pending) > DEPTH_PAIRING_FRAMES):
+                emit(*pending.pop(0))
+        for s, msg in pending:
+            emit(s, msg)
         if progress is not None:
             progress.close()
     return out
+
+
+def _place_with_depth(result: Any, depth_frames: dict[int, Any], K: np.ndarray | None,
+                      stamp: int) -> None:
+    """Depth placement of a FrameResult (in place) with the depth frame closest in stamp, as
+    the node does with use_depth (dir_ros.depth; tolerance: its default)."""
+    from .depth import DEFAULT_STAMP_TOLERANCE_S, DepthError, apply_depth, decode_depth, mark_fallback
+
+    if not depth_frames:
+        mark_fallback(result, "no depth image")
+        return
+    s = min(depth_frames, key=lambda d: abs(d - stamp))
+    msg = depth_frames[s]
+    try:
+        depth = decode_depth(msg.encoding, msg.width, msg.height, msg.step,
+                             np.asarray(msg.data, np.uint8).tobytes(), bool(msg.is_bigendian))
+    except DepthError as err:
+        mark_fallback(result, str(err))
+        return
+    apply_depth(result, depth, K, (s - stamp) / NS_PER_S, DEFAULT_STAMP_TOLERANCE_S)
 
 
 def load_predictor(config: str) -> Predictor:
@@ -240,6 +290,8 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
                 return
             t0 = time.perf_counter()
             result = model[0].predict(rgb, K)
+            if depth_frames:  # the bag has depth (no depth topic: left empty)
+                _place_with_depth(result, depth_frames, K, stamp)
             latencies.append((time.perf_counter() - t0) * 1000.0)
             evaluator.add(frame_sample_from_result(result, K, stamp), gt)  # streamed: no backlog
 
@@ -248,7 +300,10 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
             model.append(predictor if predictor is not None else load_predictor(args.config))
             return on_image
 
-        ref = _read_reference(bag, args, need_images=True, start=start)
+        # --depth-topic '' turns depth off; else the bag's depth topic, when it has one
+        depth_frames: dict[int, Any] | None = ({} if getattr(args, "depth_topic", None) != ""
+                                               else None)
+        ref = _read_reference(bag, args, need_images=True, start=start, depth=depth_frames)
         frames = ref["image_stamps"]
         preds = {s: None for s in frames}  # every image got a prediction (already scored)
         summary_extra["undecodable_frames"] = len(undecodable)
@@ -404,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="camera_info topic (default: the image topic's own, <ns>/camera_info "
                          "for <ns>/image_raw[/compressed]; else the bag's only one)")
     ev.add_argument("--gt-topic", default=None, help="ground-truth TwoHandMesh topic (default: /hands/gt if present)")
+    ev.add_argument("--depth-topic", default=None,
+                    help="aligned depth Image topic (16UC1 mm / 32FC1 m) used to place the "
+                         "predicted hands, as the node's use_depth (default mode only; default: "
+                         "/camera/aligned_depth_to_color/image_raw if present; '' = no depth)")
     ev.add_argument("--hands-topic", default=None, help="prediction topic in OUT_BAG (default: /hands)")
     ev.add_argument("--stamp-tolerance-ms", type=float, default=0.0,
                     help="match predictions to frames within this stamp difference (default 0: exact)")

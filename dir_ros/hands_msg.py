@@ -10,7 +10,8 @@ bags of dir_ros.eval.bag are written from dataset records instead:
      "wrist_pose": {"position": (3,) float64 m, "orientation": (4,) float64 xyzw},
      "metric": bool, "joints": (21,3) float64 m, "vertices": (V*3,) float32 m,
      "faces": (F*3,) uint32, "pose": (48,) float32 rad, "shape": (10,) float32,
-     "keypoints_2d": (42,) float32 px}
+     "keypoints_2d": (42,) float32 px, "placement": int (PLACEMENT_NONE / _HAND_SIZE /
+     _DEPTH of dir_ros.results; 0 for an invalid hand)}
 
 An invalid hand keeps side, faces and confidence (so a user can tune min_confidence); every
 other field is zero, as HandMesh.msg documents (vertices: V*3 zeros, orientation identity).
@@ -23,7 +24,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from dir_ros import geometry as geo
-from dir_ros.results import NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, FrameResult, HandsResult
+from dir_ros.results import (NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, PLACEMENT_HAND_SIZE,
+                             PLACEMENT_NONE, FrameResult, HandsResult)
 
 SIDE_CODES = {"left": 0, "right": 1}  # HandMesh.LEFT / HandMesh.RIGHT
 IDENTITY_QUAT = np.array([0.0, 0.0, 0.0, 1.0])
@@ -53,6 +55,7 @@ def hand_to_fields(hand: HandsResult) -> dict[str, Any]:
         "pose": keep(hand.pose, np.float32).reshape(NUM_POSE),
         "shape": keep(hand.shape, np.float32).reshape(NUM_SHAPE),
         "keypoints_2d": keep(hand.keypoints_2d, np.float32).reshape(2 * NUM_KEYPOINTS),
+        "placement": int(hand.placement) if valid else PLACEMENT_NONE,
     }
 
 
@@ -91,7 +94,16 @@ def fields_to_hand(fields: Mapping[str, Any]) -> HandsResult:
         pose=np.asarray(get("pose"), np.float32).reshape(NUM_POSE),
         shape=np.asarray(get("shape"), np.float32).reshape(NUM_SHAPE),
         keypoints_2d=np.asarray(get("keypoints_2d"), np.float32).reshape(NUM_KEYPOINTS, 2),
-        faces=np.asarray(get("faces"), np.int64).reshape(-1, 3))
+        faces=np.asarray(get("faces"), np.int64).reshape(-1, 3),
+        placement=_placement(get, bool(get("metric"))))
+
+
+def _placement(get: Callable[[str], Any], metric: bool) -> int:
+    """HandMesh.placement; messages recorded before the field existed: from `metric`."""
+    try:
+        return int(get("placement"))
+    except (KeyError, AttributeError):
+        return PLACEMENT_HAND_SIZE if metric else PLACEMENT_NONE
 
 
 def fields_to_result(fields: Mapping[str, Any],

@@ -14,6 +14,15 @@ SIDES = ("left", "right")
 NUM_KEYPOINTS = 21  # contract keypoint order
 NUM_POSE = 48  # axis-angle: root (3) + 15 finger joints (45)
 NUM_SHAPE = 10  # MANO betas
+# How a hand was placed in the camera frame (HandMesh.placement): wrist-relative (not
+# metric), from the predicted hand size (Z = 2 fx / (s * crop_px)), or from a depth image.
+PLACEMENT_NONE = 0
+PLACEMENT_HAND_SIZE = 1
+PLACEMENT_DEPTH = 2
+PLACEMENT_NAMES = {PLACEMENT_NONE: "none", PLACEMENT_HAND_SIZE: "hand_size",
+                   PLACEMENT_DEPTH: "depth"}
+# HandsResult.placement default: resolved from `metric` (NONE or HAND_SIZE) on creation.
+PLACEMENT_FROM_METRIC = -1
 
 
 @dataclass
@@ -25,6 +34,8 @@ class HandsResult:
     included); shape (10,); keypoints_2d (21,2) input-image px (corner-origin); faces (F,3) int64.
     fit_residual_mm: RMS keypoint residual of the landmark backend's hand-model fit (nan for
     DIR); source: how the hand was found ('' = network on the crop; else the detector route).
+    placement: PLACEMENT_NONE / _HAND_SIZE / _DEPTH (default: from `metric`); placement_note:
+    why depth was not used for a size-placed hand ('' when it was, or was not asked for).
     """
 
     side: str
@@ -41,6 +52,13 @@ class HandsResult:
     faces: np.ndarray
     fit_residual_mm: float = float("nan")
     source: str = ""
+    placement: int = PLACEMENT_FROM_METRIC
+    placement_note: str = ""
+
+    def __post_init__(self) -> None:
+        """Resolve the default placement from `metric` (backends need not set it)."""
+        if self.placement == PLACEMENT_FROM_METRIC:
+            self.placement = PLACEMENT_HAND_SIZE if self.metric else PLACEMENT_NONE
 
     @classmethod
     def invalid(cls, side: str, faces: np.ndarray, num_verts: int) -> "HandsResult":

@@ -736,3 +736,28 @@ def test_debug_image_advertised_only_when_enabled(ctx: Any, running_node: NodePr
     finally:
         executor.shutdown()
         node.destroy_node()
+
+
+def test_log_bridges_of_two_nodes_restore_the_core_logger() -> None:
+    """Two in-process nodes' log bridges, removed in either order, leave the `dir_ros` logger
+    and warnings.showwarning as they were (a nested bridge must not restore what an earlier
+    one had already changed: pytest's caplog would then see no core log record)."""
+    import logging
+    import warnings as _warnings
+
+    from dir_ros.ros.node import CORE_LOGGER, RosLogBridge
+
+    class _Logger:
+        def get_effective_level(self) -> int:
+            return logging.INFO
+
+    core = logging.getLogger(CORE_LOGGER)
+    before = (core.level, core.propagate, _warnings.showwarning)
+    for order in ((0, 1), (1, 0)):
+        bridges = [RosLogBridge(_Logger()), RosLogBridge(_Logger())]
+        for b in bridges:
+            b.install()
+        assert core.propagate is False
+        for i in order:
+            bridges[i].uninstall()
+        assert (core.level, core.propagate, _warnings.showwarning) == before

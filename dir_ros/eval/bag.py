@@ -33,6 +33,8 @@ TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_COMPRESSED = "/camera/image_raw/compressed"  # image_transport's compressed suffix
 TOPIC_INFO = "/camera/camera_info"
 TOPIC_GT = "/hands/gt"
+# Optional aligned depth (16UC1 mm, REP 118), named as the RealSense driver names it.
+TOPIC_DEPTH = "/camera/aligned_depth_to_color/image_raw"
 TOPIC_HANDS = "/hands"  # the node's output (absolute after the default namespace)
 # image_transport's compressed plugin writes this format string for rgb8 input
 COMPRESSED_FORMAT = "rgb8; jpeg compressed bgr8"
@@ -110,6 +112,19 @@ def image_msg(store: Any, stamp_ns: int, frame_id: str, rgb: np.ndarray) -> Any:
     )
 
 
+def depth_msg(store: Any, stamp_ns: int, frame_id: str, depth_m: np.ndarray) -> Any:
+    """sensor_msgs/Image 16UC1 (millimetres, 0 = no depth) from (H,W) float metres (NaN =
+    no depth), aligned to the colour image (same frame_id)."""
+    d = np.asarray(depth_m, np.float64)
+    mm = np.where(np.isfinite(d) & (d > 0), np.round(d * 1e3), 0)
+    mm = np.clip(mm, 0, np.iinfo(np.uint16).max).astype("<u2")
+    h, w = mm.shape
+    return store.types[IMAGE](
+        header=_header(store, stamp_ns, frame_id), height=h, width=w, encoding="16UC1",
+        is_bigendian=0, step=w * 2, data=np.frombuffer(mm.tobytes(), np.uint8),
+    )
+
+
 def compressed_msg(store: Any, stamp_ns: int, frame_id: str, rgb: np.ndarray,
                    quality: int = DEFAULT_JPEG_QUALITY) -> Any:
     """sensor_msgs/CompressedImage (JPEG) from (H,W,3) uint8 RGB."""
@@ -151,7 +166,8 @@ def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
                  wrist_pose=Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=Quat(x=0.0, y=0.0, z=0.0, w=1.0)),
                  metric=False, joints=[Point(x=0.0, y=0.0, z=0.0) for _ in range(NUM_KEYPOINTS)],
                  vertices=np.zeros(0, np.float32), faces=faces, pose=np.zeros(POSE_DIM, np.float32),
-                 shape=np.zeros(SHAPE_DIM, np.float32), keypoints_2d=np.zeros(2 * NUM_KEYPOINTS, np.float32))
+                 shape=np.zeros(SHAPE_DIM, np.float32), keypoints_2d=np.zeros(2 * NUM_KEYPOINTS, np.float32),
+                 **_placement_field(H))
     j = np.asarray(hand.joints, float).reshape(NUM_KEYPOINTS, 3).copy()
     if hand.joint_valid is not None:
         j[~np.asarray(hand.joint_valid, bool)] = np.nan  # unannotated joints: NaN in /hands/gt
@@ -171,7 +187,14 @@ def hand_mesh_msg(store: Any, side: str, hand: GtHand, K: np.ndarray | None,
         faces=faces, pose=pose.astype(np.float32),
         shape=(np.zeros(SHAPE_DIM) if hand.shape is None else np.asarray(hand.shape)).astype(np.float32),
         keypoints_2d=kp2d.reshape(-1).astype(np.float32),
+        **_placement_field(H),
     )
+
+
+def _placement_field(H: Any) -> dict[str, int]:
+    """HandMesh.placement of a ground-truth hand: PLACEMENT_NONE (not placed by an estimator;
+    HandMesh.msg documents it); {} for message definitions older than the field."""
+    return {"placement": 0} if "placement" in getattr(H, "__dataclass_fields__", {}) else {}
 
 
 def two_hand_msg(store: Any, stamp_ns: int, frame_id: str, hands: dict[str, GtHand],
@@ -268,6 +291,11 @@ def _write_frames(path: Path, frames: list[DatasetFrame], storage: str, frame_id
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     img_topic, img_type = (TOPIC_COMPRESSED, COMPRESSED_IMAGE) if compressed else (TOPIC_IMAGE, IMAGE)
     counts = {TOPIC_INFO: 0, img_topic: 0, **({TOPIC_GT: 0} if ground_truth else {})}
+    # frames that also have depth (load_depth() -> (H,W) m; no dataset source has it yet,
+    # synthetic RGB-D frames do): written on TOPIC_DEPTH, same stamp
+    with_depth = bool(frames) and all(callable(getattr(fr, "load_depth", None)) for fr in frames)
+    if with_depth:
+        counts[TOPIC_DEPTH] = 0
     iterator: Any = frames
     if progress:
         from tqdm import tqdm
@@ -277,6 +305,7 @@ def _write_frames(path: Path, frames: list[DatasetFrame], storage: str, frame_id
         c_info = writer.add_connection(TOPIC_INFO, CAMERA_INFO, typestore=store)
         c_img = writer.add_connection(img_topic, img_type, typestore=store)
         c_gt = writer.add_connection(TOPIC_GT, TWO_HAND_MESH, typestore=store) if ground_truth else None
+        c_depth = writer.add_connection(TOPIC_DEPTH, IMAGE, typestore=store) if with_depth else None
         for fr in iterator:
             rgb = fr.load_rgb()
             t = fr.stamp_ns
@@ -285,6 +314,9 @@ def _write_frames(path: Path, frames: list[DatasetFrame], storage: str, frame_id
             img = (compressed_msg(store, t, frame_id, rgb, jpeg_quality) if compressed
                    else image_msg(store, t, frame_id, rgb))
             writer.write(c_info, t, store.serialize_cdr(info, CAMERA_INFO))
+            if c_depth is not None:
+                writer.write(c_depth, t, store.serialize_cdr(
+                    depth_msg(store, t, frame_id, fr.load_depth()), IMAGE))
             writer.write(c_img, t, store.serialize_cdr(img, img_type))
             if c_gt is not None:
                 gt = two_hand_msg(store, t, frame_id, fr.hands, fr.K)

@@ -274,6 +274,19 @@ class HandSample:
     faces: np.ndarray | None = None  # (F,3) vertex indices
     metric: bool = True  # False: positions are wrist-relative (no camera intrinsics)
     confidence: float = math.nan  # [0,1]
+    placement: int = -1  # HandMesh.placement (0 none, 1 hand size, 2 depth); -1 not known
+
+
+# HandMesh.placement -> its name in the report (dir_ros.results.PLACEMENT_NAMES).
+PLACEMENT_NAMES = {0: "none", 1: "hand_size", 2: "depth"}
+
+
+def placement_name(sample: HandSample) -> str:
+    """Report name of a prediction's placement; unknown (recordings older than the field,
+    other predictors): hand_size when metric, else none."""
+    if sample.placement in PLACEMENT_NAMES:
+        return PLACEMENT_NAMES[sample.placement]
+    return "hand_size" if sample.metric else "none"
 
 
 @dataclass
@@ -308,6 +321,7 @@ def hand_sample(hand: Any, joints: Any = None, metric: bool = True) -> HandSampl
         faces=None if faces is None or np.size(faces) == 0 else np.asarray(faces, np.int64).reshape(-1, 3),
         metric=bool(getattr(hand, "metric", metric)),
         confidence=float(getattr(hand, "confidence", math.nan)),
+        placement=int(getattr(hand, "placement", -1)),
     )
 
 
@@ -381,6 +395,8 @@ class Evaluator:
         self.dropped = 0
         self.mrrpe: list[float] = []
         self.mrrpe_unavailable = 0
+        # placement name -> wrist (root) position errors in mm of metric predictions
+        self.root_error_mm: dict[str, list[float]] = {}
         self.iv: list[float] = []
         self.iv_not_watertight = 0
 
@@ -439,6 +455,9 @@ class Evaluator:
             return
         c["scored"] += 1
         c["gt_joints_not_annotated"] += int((~annotated).sum())
+        if p.metric and g.metric:  # absolute wrist position error, split by placement
+            self.root_error_mm.setdefault(placement_name(p), []).append(
+                float(np.linalg.norm(pj[WRIST] - gj[WRIST])) * M_TO_MM)
         acc.pred_j.append(pj)
         acc.gt_j.append(gj)
         pv = None if p.vertices is None else np.asarray(p.vertices, float).reshape(-1, 3)
@@ -559,4 +578,6 @@ class Evaluator:
         out["mrrpe_mm"] = _mean_or_none(self.mrrpe)
         out["mrrpe_frames"] = len(self.mrrpe)
         out["mrrpe_unavailable_frames"] = self.mrrpe_unavailable
+        out["root_error_mm_by_placement"] = {
+            name: {**describe(v), "hands": len(v)} for name, v in sorted(self.root_error_mm.items())}
         return out

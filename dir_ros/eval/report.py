@@ -96,6 +96,17 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", f"MRRPE over {summary.get('mrrpe_frames', 0)} frames with both hands valid "
                   f"(not computable for {summary.get('mrrpe_unavailable_frames', 0)} frames: "
                   f"non-metric prediction or GT wrist not annotated).", ""]
+        by_placement = summary.get("root_error_mm_by_placement") or {}
+        if by_placement:
+            lines += ["Wrist (root) position error of metric predictions, by placement "
+                      "(HandMesh.placement: hand_size = from the predicted hand size, depth = "
+                      "from an aligned depth image):", "",
+                      "| Placement | hands | median (mm) | mean (mm) | p95 (mm) |",
+                      "|---|---:|---:|---:|---:|"]
+            for name, d in by_placement.items():
+                lines.append(f"| {name} | {d['hands']} | {_fmt(d['median'], 1)} | "
+                             f"{_fmt(d['mean'], 1)} | {_fmt(d['p95'], 1)} |")
+            lines.append("")
     else:
         lines += ["No ground truth in the bag: rates, latency, drops and confidence only.", ""]
     lines += [

@@ -1,4 +1,4 @@
-"""Fill rclpy messages (TwoHandMesh, TFMessage, Image) from dir_ros results."""
+"""Fill rclpy messages (TwoHandMesh, TFMessage, Image, PointCloud2) from dir_ros results."""
 from __future__ import annotations
 
 import array
@@ -6,11 +6,12 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 from geometry_msgs.msg import Point, TransformStamped
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from dir_ros.hands_msg import result_to_fields
 from dir_ros.msg import HandMesh, TwoHandMesh
+from dir_ros.pointcloud import cloud_fields, hand_points
 from dir_ros.results import FrameResult
 
 
@@ -25,6 +26,7 @@ def fill_hand(msg: HandMesh, f: Mapping[str, Any]) -> HandMesh:
     o = msg.wrist_pose.orientation
     o.x, o.y, o.z, o.w = (float(v) for v in q)
     msg.metric = bool(f["metric"])
+    msg.placement = int(f.get("placement", 0))
     msg.joints = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in f["joints"]]
     msg.vertices = array.array("f", np.ascontiguousarray(f["vertices"], np.float32).tobytes())
     msg.faces = array.array("I", np.ascontiguousarray(f["faces"], np.uint32).tobytes())
@@ -41,6 +43,20 @@ def to_two_hand_mesh(result: FrameResult, header: Header) -> TwoHandMesh:
     msg.header = header
     fill_hand(msg.left, fields["left"])
     fill_hand(msg.right, fields["right"])
+    return msg
+
+
+def to_point_cloud(result: FrameResult, header: Header) -> PointCloud2:
+    """Both metric hands' vertices -> PointCloud2 (layout: dir_ros.pointcloud)."""
+    f = cloud_fields(hand_points(result))
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = f["height"], f["width"]
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in f["fields"]]
+    msg.is_bigendian, msg.point_step, msg.row_step = f["is_bigendian"], f["point_step"], \
+        f["row_step"]
+    msg.data = array.array("B", f["data"])
+    msg.is_dense = f["is_dense"]
     return msg
 
 

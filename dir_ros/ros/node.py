@@ -36,19 +36,22 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from dir_ros import depth as D
 from dir_ros import geometry as geo
 from dir_ros import predictor as P
 from dir_ros.crop import CROP_MODES
 from dir_ros.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MAX_IMAGE_SIDE_PX,
                             DecodeError, ImageTooLarge, decode_image_msg)
-from dir_ros.results import FrameResult
+from dir_ros.results import PLACEMENT_NAMES, FrameResult
 from dir_ros import smoothing as S
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
-from dir_ros.ros.messages import rgb_to_image, to_two_hand_mesh, wrist_transforms
+from dir_ros.ros.depth_input import DepthInput, stamp_seconds
+from dir_ros.ros.messages import (rgb_to_image, to_point_cloud, to_two_hand_mesh,
+                                  wrist_transforms)
 
 NODE_NAME = "hands_node"
 EXIT_BAD_CONFIG = 2  # exit status for refused parameters / missing files at startup
@@ -128,6 +131,17 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_markers", True, "Publish hands/markers (MarkerArray) for RViz."),
     ParamSpec("publish_tf", True, "Publish the wrist frames on /tf (valid hands only)."),
     ParamSpec("publish_debug_image", False, "Publish hands/debug_image (input with keypoints)."),
+    ParamSpec("use_depth", False, "Place hands with an aligned depth image: subscribe to "
+              "`depth` (sensor_msgs/Image 16UC1 mm or 32FC1 m, aligned to the colour image as "
+              "REP 118 describes) and `depth_camera_info`; per hand, fall back to the hand-"
+              "size estimate when the depth cannot be used (HandMesh.placement, /diagnostics).",
+              read_only=True),
+    ParamSpec("depth_stamp_tolerance", D.DEFAULT_STAMP_TOLERANCE_S, "Largest difference (s) "
+              "between the colour and depth stamps of a pair; a depth frame farther off is "
+              "not used.", value_range=(0.0, 1.0, True)),
+    ParamSpec("publish_points", False, "Publish hands/points (sensor_msgs/PointCloud2: the "
+              "metric hands' mesh vertices, x y z float32 + hand float32 0 left / 1 right, in "
+              "the image frame) for collision avoidance.", read_only=True),
     ParamSpec("min_confidence", P.DEFAULT_MIN_CONFIDENCE, "A hand is valid when its confidence "
               "(seg-head hand probability over its footprint) is >= this.",
               value_range=(0.0, 1.0, True)),
@@ -249,6 +263,10 @@ class Stats:
     step_ms: dict[str, collections.deque] = field(default_factory=dict)
     # latest fit residual (mm) per side from the landmark backend (nan when none)
     fit_residual_mm: dict[str, float] = field(default_factory=dict)
+    # latest placement per side: (PLACEMENT_NAMES name, why depth was not used or '')
+    placement: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # use_depth: why the latest frame's depth was not used (None: used / not asked for)
+    depth_problem: Optional[str] = None
     last: dict[str, int] = field(default_factory=dict)
     last_time: float = field(default_factory=time.monotonic)
 
@@ -270,12 +288,19 @@ class RosLogBridge(logging.Handler):
         super().__init__(logging.DEBUG)
         self.ros_logger = ros_logger
         self._recent: collections.deque = collections.deque(maxlen=FORWARDED_MEMORY)
-        self._saved: Optional[tuple[int, bool, Any]] = None
+        self._installed = False
+
+    # The `dir_ros` logger's level and propagation before the first bridge was installed:
+    # with several nodes in one process, the last one to go restores these (a bridge that
+    # saved what an earlier bridge had already changed would leave propagation off).
+    _core_before: Optional[tuple[int, bool, Any]] = None
 
     def install(self) -> None:
         """Attach to the `dir_ros` logger at the ROS logger's level; take over warnings."""
         core = logging.getLogger(CORE_LOGGER)
-        self._saved = (core.level, core.propagate, warnings.showwarning)
+        if not any(isinstance(h, RosLogBridge) for h in core.handlers):
+            RosLogBridge._core_before = (core.level, core.propagate, warnings.showwarning)
+        self._installed = True
         core.addHandler(self)
         core.propagate = False
         core.setLevel(int(self.ros_logger.get_effective_level()))  # same numbers as logging
@@ -283,17 +308,21 @@ class RosLogBridge(logging.Handler):
 
     def uninstall(self) -> None:
         """Detach and restore what install() changed (idempotent)."""
-        if self._saved is None:
+        if not self._installed:
             return
         core = logging.getLogger(CORE_LOGGER)
         core.removeHandler(self)
-        level, propagate, showwarning = self._saved
-        if not any(isinstance(h, RosLogBridge) for h in core.handlers):
+        remaining = [h for h in core.handlers if isinstance(h, RosLogBridge)]
+        if remaining:  # another node's bridge takes over the warnings
+            if warnings.showwarning == self.show_warning:
+                warnings.showwarning = remaining[-1].show_warning
+        elif RosLogBridge._core_before is not None:  # the last bridge: restore the original
+            level, propagate, showwarning = RosLogBridge._core_before
             core.setLevel(level)
             core.propagate = propagate
-        if warnings.showwarning == self.show_warning:
             warnings.showwarning = showwarning
-        self._saved = None
+            RosLogBridge._core_before = None
+        self._installed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         """One Python log record -> the ROS logger at the same severity (only the newest
@@ -484,6 +513,13 @@ class HandsNode(Node):
         self._sensor_subs: dict[str, list[Any]] = {
             self._image_topic: [image_type, self._on_image, None, None],
             self.resolve_topic_name("camera_info"): [CameraInfo, self._on_camera_info, None, None]}
+        # use_depth: aligned depth + its CameraInfo, same QoS handling as the colour image
+        self._depth: Optional[DepthInput] = DepthInput() if self.cfg["use_depth"] else None
+        if self._depth is not None:
+            self._sensor_subs[self.resolve_topic_name("depth")] = [
+                Image, self._depth.on_depth, None, None]
+            self._sensor_subs[self.resolve_topic_name("depth_camera_info")] = [
+                CameraInfo, self._depth.on_info, None, None]
         choice = self.cfg["image_reliability"]
         for topic in self._sensor_subs:
             self._subscribe_sensor(topic, ReliabilityPolicy.BEST_EFFORT if choice ==
@@ -494,6 +530,8 @@ class HandsNode(Node):
         out_qos = QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_hands = self.create_publisher(TwoHandMesh, "hands", out_qos)
         self.pub_markers = self.create_publisher(MarkerArray, "hands/markers", out_qos)
+        self.pub_points = (self.create_publisher(PointCloud2, "hands/points", out_qos)
+                           if self.cfg["publish_points"] else None)
         self._out_qos = out_qos
         self._debug_lock = threading.Lock()
         self.pub_debug: Optional[Any] = None
@@ -650,6 +688,10 @@ class HandsNode(Node):
                                 f"camera_info is {info_size[0]}x{info_size[1]} but the image is "
                                 f"{rgb.shape[1]}x{rgb.shape[0]}: K scaled to the image")
         result = self._finite_hands(self.predictor.predict(rgb, K))
+        depth_problem = None
+        if self._depth is not None:
+            depth_problem = self._depth.place(result, K, stamp_seconds(msg.header.stamp),
+                                              float(self.cfg["depth_stamp_tolerance"]))
         if self.smoother is not None:
             stamp = msg.header.stamp
             t = stamp.sec + 1e-9 * stamp.nanosec
@@ -658,6 +700,8 @@ class HandsNode(Node):
         self.pub_hands.publish(to_two_hand_mesh(result, header))
         if self.cfg["publish_markers"]:
             self.pub_markers.publish(self._markers(result, header))
+        if self.pub_points is not None:
+            self.pub_points.publish(to_point_cloud(result, header))
         if self.cfg["publish_tf"] and self.pub_tf is not None:
             if not header.frame_id:
                 self._warn_once("noframe", "image header has no frame_id: no TF published")
@@ -678,6 +722,10 @@ class HandsNode(Node):
                     key, collections.deque(maxlen=LATENCY_WINDOW)).append(ms)
             for h in result.hands():
                 self.stats.fit_residual_mm[h.side] = h.fit_residual_mm if h.valid else float("nan")
+                self.stats.placement[h.side] = (
+                    PLACEMENT_NAMES.get(h.placement if h.valid else 0, str(h.placement)),
+                    h.placement_note if h.valid else "")
+            self.stats.depth_problem = depth_problem
 
     def _finite_hands(self, result: FrameResult) -> FrameResult:
         """Replace a hand holding NaN / Inf (a K the checks missed, a diverged network) by an
@@ -706,6 +754,8 @@ class HandsNode(Node):
             lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
             steps = {k: float(np.median(v)) for k, v in s.step_ms.items() if v}
             residuals = dict(s.fit_residual_mm)
+            placement = dict(s.placement)
+            depth_problem = s.depth_problem
         status = DiagnosticStatus(name=f"{self.get_name()}: hand reconstruction",
                                   hardware_id=self.device_name)
         if delta["inference_errors"]:
@@ -743,6 +793,11 @@ class HandsNode(Node):
             "image_qos": self._sensor_subs[self._image_topic][3].name.lower(),
             "camera_info": ("yes" if self._camera is not None else
                             f"invalid: {self._camera_problem}" if self._camera_problem else "no"),
+            # latest frame: none | hand_size | depth, and why depth was not used
+            **{f"{side}_placement": name + (f" ({note})" if note else "")
+               for side, (name, note) in placement.items()},
+            "depth": ("off" if self._depth is None else
+                      f"not used: {depth_problem}" if depth_problem else "used"),
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
