@@ -41,7 +41,7 @@ W, H = 160, 120
 K = [150.0, 0.0, 79.5, 0.0, 150.0, 59.5, 0.0, 0.0, 1.0]
 # One DDS domain per test session (conftest.py sets a pid-derived ROS_DOMAIN_ID) so
 # parallel runs do not hear each other.
-DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 10 + os.getpid() % 90)
+DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])  # set by conftest.py
 _STAMPS = iter(range(1000, 10**9))  # unique image stamps across all probes of a session
 
 
@@ -172,14 +172,6 @@ class Probe:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
-
-
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[Any]:
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    yield context
-    context.try_shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ TRUTH = {"left": (-0.2, -0.02, 0.6), "right": (0.2, -0.02, 0.6)}
 SIZE_ERROR = {"left": 0.1, "right": -0.08}
 DEADLINE_S = 30.0
 DEPTH_ERROR_TOL_M = 0.01
-DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 10 + os.getpid() % 90)
+DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])  # set by conftest.py
 
 
 def _true_hands() -> list[Any]:
@@ -69,14 +69,6 @@ class _SizeBasedStub:
             else:
                 D.apply_shift(hand, hand.wrist_position * SIZE_ERROR[hand.side])
         return syn.frame(hands[0], hands[1], (rgb.shape[1], rgb.shape[0]))
-
-
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[Any]:
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID)
-    yield context
-    context.try_shutdown()
 
 
 def _node(ctx: Any, *overrides: tuple[str, Any]) -> Any:

@@ -40,7 +40,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
-DOMAIN_ID = int(os.environ.get("ROS_DOMAIN_ID") or 10 + os.getpid() % 90)
+DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])  # set by conftest.py
 FRAME = "fuzz_camera_optical"
 W, H = 160, 120
 GOOD_K = [150.0, 0.0, 79.5, 0.0, 150.0, 59.5, 0.0, 0.0, 1.0]

@@ -14,7 +14,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the build
     pytest.skip(f"rclpy not importable: {e}", allow_module_level=True)
 
-from test_node import FRAME, PREFIX, NodeProcess, Probe, ctx  # noqa: F401  (ctx: fixture)
+from test_node import FRAME, PREFIX, NodeProcess, Probe  # the node harness of test_node.py
 
 from dir_ros.infer import letterbox
 
