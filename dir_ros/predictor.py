@@ -39,6 +39,9 @@ SEG_CLASS = {"left": 1, "right": 2}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "dir", "landmarks")
+# How the DIR network runs: eager torch, or its ONNX export on ONNX Runtime (CPU only;
+# dir_ros/export.py: cached on disk, falls back to torch with a warning when unavailable).
+RUNTIMES = ("torch", "onnxruntime")
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -71,6 +74,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "hand_model": "",
     "device": "auto",
     "precision": "fp32",
+    "runtime": "torch",
+    "export_cache": "",
     "crop": "detect",
     "roi": [],
     "mirrored_input": False,
@@ -132,6 +137,22 @@ def build_predictor(config: Union[str, Path, Mapping[str, Any]]) -> Any:
     return HandsPredictor.from_config(cfg)
 
 
+def select_runtime(model: Any, runtime: str, device: str, export_cache: Any) -> Any:
+    """The network HandsPredictor calls: `model` itself ('torch'), or its ONNX Runtime
+    stand-in (dir_ros.export.OnnxDIR) on the CPU; on CUDA 'onnxruntime' warns and runs torch.
+    export_cache '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return model
+    if device != "cpu":
+        LOG.warning("runtime %s runs on the CPU only; running torch on %s", runtime, device)
+        return model
+    from dir_ros.export import load_runtime
+
+    return load_runtime(model, runtime, None if is_unset(export_cache) else str(export_cache))
+
+
 def ros_params_section(loaded: Mapping[str, Any]) -> dict[str, Any]:
     """The `ros__parameters` of a ROS params file (any node key: `hands_node`, `/**`,
     `/**/hands_node`, ...); a plain mapping without that nesting is returned as it is."""
@@ -159,6 +180,7 @@ class HandsPredictor:
                         precision, self.device.type)
             self.precision = "fp32"
         self.model = model.to(self.device).eval()
+        self.runtime = str(getattr(model, "runtime", "torch"))  # OnnxDIR: 'onnxruntime'
         self.input_size = int(model.input_size)
         self.cropper: Cropper = cropper or FullFrameCropper()
         self.min_confidence = float(min_confidence)
@@ -198,7 +220,8 @@ class HandsPredictor:
 
             report = load_release_checkpoint(model, wpath)
             LOG.info("loaded weights %s: %s", wpath, report)
-        return cls(model, device=device, precision=str(cfg["precision"]),
+        network = select_runtime(model, str(cfg["runtime"]), device, cfg["export_cache"])
+        return cls(network, device=device, precision=str(cfg["precision"]),
                    cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None,
                                         make_detector(cfg) if cfg["crop"] == "detect" else None),
                    min_confidence=float(cfg["min_confidence"]),

@@ -6,7 +6,9 @@ run in the same process. Prints figures and writes them as JSON (no assertions).
   python scripts/benchmark_model.py [--config config/model/dir_release.yaml] [--device cpu|cuda]
          [--batch 1 --batch 8] [--iters 10] [--json out/benchmark_model.json]
 
-Baselines: fp32 for the precisions (bf16/fp16 autocast; fp16 on CUDA only), and the
+Baselines: fp32 for the forward variants (bf16/fp16 autocast, channels_last; on CUDA also
+fp16 and CUDA graphs; batches 1 and 8 by default there), each with its drift of the final
+joints and vertices against fp32 in mm; and the
 materialised (B, S^2, 20, 2, C) gather for the projection. On a GPU this is the one script to
 run; its JSON goes to docs/benchmarks/.
 """
@@ -26,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import BONE_PARENTS  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 from dir_ros.model.projection import bone_end_weights, make_grid, project_bone_features  # noqa: E402
@@ -85,29 +88,92 @@ def pairs_projection(points: torch.Tensor, feats: torch.Tensor, size: int, dista
     return planes.permute(0, 2, 3, 1)
 
 
+# Forward variants: (name, autocast dtype | None, channels_last, CUDA graph). CUDA graphs
+# replay one captured forward (static input), removing the per-kernel launch overhead.
+CPU_VARIANTS = [("fp32", None, False, False), ("bf16", torch.bfloat16, False, False),
+                ("fp32_channels_last", None, True, False)]
+CUDA_VARIANTS = CPU_VARIANTS + [
+    ("fp16", torch.float16, False, False), ("fp16_channels_last", torch.float16, True, False),
+    ("bf16_channels_last", torch.bfloat16, True, False),
+    ("fp32_cuda_graph", None, False, True), ("fp16_cuda_graph", torch.float16, False, True),
+    ("bf16_cuda_graph", torch.bfloat16, False, True),
+    ("fp16_channels_last_cuda_graph", torch.float16, True, True)]
+GRAPH_WARMUP_ITERS = 3  # side-stream calls before capture (cudnn / allocator settle)
+
+
+def final_xyz(out) -> torch.Tensor:
+    """Final-level joints and vertices of both hands, (B, 2*(21+V), 3) float32 metres."""
+    level = out.final
+    return torch.cat([getattr(level.hand(s), f).float() for s in ("left", "right")
+                      for f in ("joints_xyz", "verts_xyz")], dim=1)
+
+
+def make_forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None,
+                 channels_last: bool, graph: bool, device: torch.device):
+    """A no-argument callable running one forward of the variant -> final_xyz tensor."""
+    import copy
+
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def fwd() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            return final_xyz(model(x))
+
+    if not graph:
+        return fwd
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(GRAPH_WARMUP_ITERS):
+            fwd()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cuda_graph):
+        static_out = fwd()
+
+    def replay() -> torch.Tensor:
+        cuda_graph.replay()
+        return static_out
+
+    return replay
+
+
 def bench_forward(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    """Forward latency of the network per batch size and precision (ratio vs. fp32)."""
-    model = build_dir(args.config).to(device).eval()
+    """Forward latency per batch size and variant (precision, channels_last, CUDA graph):
+    ratio vs. fp32 and drift of the final joints/vertices against fp32 in millimetres. A
+    variant that fails (e.g. a capture error) is recorded with its error, the rest go on."""
+    # Conditioned random init: well-defined rotations, so drift measures precision, not the
+    # release init's ~1e-10 rot6d (see dir_ros.export.condition_random_init_).
+    model = condition_random_init_(build_dir(args.config)).to(device).eval()
     size = model.input_size
-    precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    variants = CUDA_VARIANTS if device.type == "cuda" else CPU_VARIANTS
     rows = []
     for batch in args.batch:
         x = torch.randn(batch, 3, size, size, device=device)
+        ref = make_forward(model, x, None, False, False, device)().clone()
         base = None
-        for prec in precisions:
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
-
-            def run() -> None:
-                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
-                                                            enabled=dtype is not None):
-                    model(x)
-
-            ms = timed_ms(run, args.iters, device)
+        for name, dtype, channels_last, graph in variants:
+            try:
+                run = make_forward(model, x, dtype, channels_last, graph, device)
+                drift = (run().float() - ref).abs()
+                ms = timed_ms(run, args.iters, device)
+            except Exception as err:  # noqa: BLE001 - report and continue with the others
+                rows.append({"batch": batch, "variant": name, "error": f"{type(err).__name__}: {err}"})
+                print(f"forward  batch {batch:3d} {name:30s} failed: {type(err).__name__}: {err}")
+                continue
             base = base or ms
-            rows.append({"batch": batch, "precision": prec, "ms": ms, "img_per_s": 1e3 * batch / ms,
-                         "speedup_vs_fp32": base / ms, "peak_mib": peak_mib(run, device)})
-            print(f"forward  batch {batch:3d} {prec:5s} {ms:9.2f} ms  {1e3 * batch / ms:8.1f} img/s  "
-                  f"x{base / ms:.2f} vs fp32")
+            rows.append({"batch": batch, "variant": name, "precision": name.split("_")[0],
+                         "channels_last": channels_last, "cuda_graph": graph, "ms": ms,
+                         "img_per_s": 1e3 * batch / ms, "speedup_vs_fp32": base / ms,
+                         "max_drift_mm": 1e3 * drift.max().item(),
+                         "mean_drift_mm": 1e3 * drift.mean().item(),
+                         "peak_mib": None if graph else peak_mib(run, device)})
+            print(f"forward  batch {batch:3d} {name:30s} {ms:9.2f} ms  {1e3 * batch / ms:8.1f} img/s  "
+                  f"x{base / ms:.2f} vs fp32  drift max {1e3 * drift.max().item():.3f} mm "
+                  f"mean {1e3 * drift.mean().item():.3f} mm")
     return rows
 
 
@@ -149,7 +215,7 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--json", type=Path, default=ROOT / "out/benchmark_model.json")
     args = ap.parse_args()
-    args.batch = args.batch or [1]
+    args.batch = args.batch or ([1, 8] if args.device.startswith("cuda") else [1])
     device = torch.device(args.device)
     torch.manual_seed(0)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"

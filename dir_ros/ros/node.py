@@ -113,6 +113,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Torch device.", choices=P.DEVICES, read_only=True),
     ParamSpec("precision", "fp32", "Inference precision (fp16/bf16: CUDA autocast only).",
               choices=P.PRECISIONS, read_only=True),
+    ParamSpec("runtime", "torch", "How the DIR network runs: torch (eager) or onnxruntime "
+              "(its ONNX export, CPU only, faster than eager; exported once and cached in "
+              "`export_cache`; falls back to torch with a warning when unavailable).",
+              choices=P.RUNTIMES, read_only=True),
+    ParamSpec("export_cache", "", "Folder of the cached ONNX exports (keyed by model config "
+              "and weights); '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export).",
+              read_only=True),
     ParamSpec("image_reliability", "best_available", "QoS reliability of the image and "
               "camera_info subscriptions: best_available (reliable while every publisher of "
               "the topic is reliable, so no frame is lost in transport; best effort when one "
@@ -404,7 +411,8 @@ class HandsNode(Node):
         try:
             self.predictor = predictor_factory(
                 {k: cfg[k] for k in ("backend", "weights", "model_config", "hand_model", "device",
-                                     "precision", "min_confidence", "crop", "mirrored_input")}
+                                     "precision", "runtime", "export_cache", "min_confidence",
+                                     "crop", "mirrored_input")}
                 | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
         except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
                 HandModelError) as e:  # unreadable weights / hand model: a one-line refusal
