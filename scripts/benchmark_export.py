@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,23 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dir_ros import export as E  # noqa: E402
+from dir_ros.machine import cpu_name  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 
 WARMUP_ITERS = 2       # untimed calls per runtime before timing (allocators, kernel choice)
 XYZ_FIELDS = ("joints_xyz", "verts_xyz")  # outputs in metres (root-relative)
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform fallback) and the core count."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} CPU cores"
 
 
 def xyz_difference(got: list[torch.Tensor], want: tuple[torch.Tensor, ...]) -> float:
@@ -126,7 +113,7 @@ def main() -> int:
     load_after = os.getloadavg()
     base = statistics.median(times["eager_fp32"])
     rows = []
-    machine = cpu_name()
+    machine = f"{cpu_name()}, {os.cpu_count()} CPU cores"
     print(f"machine: {machine}; {args.threads} threads; config {Path(args.config).name}; "
           f"batch {args.batch}; export {export_s:.1f} s")
     print(f"load average (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import BONE_PARENTS  # noqa: E402
+from dir_ros.machine import cpu_name  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 from dir_ros.model.projection import bone_end_weights, make_grid, project_bone_features  # noqa: E402
 
@@ -219,7 +219,7 @@ def main() -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
+               else f"{cpu_name()}, {os.cpu_count()} CPU cores")
     print(f"machine: {machine}; torch {torch.__version__}; config {Path(args.config).name}")
     result = {"machine": machine, "torch": torch.__version__, "config": Path(args.config).name,
               "forward": bench_forward(args, device), "projection": bench_projection(args, device)}
