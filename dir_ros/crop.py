@@ -91,20 +91,17 @@ def detect_box(landmarks_px: Sequence[np.ndarray],
 class DetectCropper:
     """Crop from the hand front end (crop mode 'detect', the DIR backend's default): the
     release's two-hand crop around the detected hands; falls back to tracking the previous
-    frame's hands, then to the full frame. The detections of the last call are kept in
-    `last_detections` (side -> Detection) for overlays and diagnostics."""
+    frame's hands, then to the full frame."""
 
     def __init__(self, detector: Any, extent_factor: float = LANDMARK_TO_MESH_EXTENT) -> None:
         self.detector = detector
         self.extent_factor = extent_factor
         self.fallback = TrackCropper()
-        self.last_detections: dict = {}
 
     def __call__(self, rgb: np.ndarray, previous: Optional[FrameResult]) -> geo.CropBox:
-        self.last_detections = self.detector(rgb)
-        if self.last_detections:
-            box = detect_box([d.landmarks_px for d in self.last_detections.values()],
-                             self.extent_factor)
+        detections = self.detector(rgb)
+        if detections:
+            box = detect_box([d.landmarks_px for d in detections.values()], self.extent_factor)
             if box.size <= geo.full_frame_box(rgb.shape[1], rgb.shape[0]).size:
                 return box
         return self.fallback(rgb, previous)

@@ -24,6 +24,9 @@ HALF_PIXEL = 0.5
 # Training crop margin of the DIR release: half-size = max extent / 2 / 0.8
 # (DIR_ARCHITECTURE.md, "Input"), i.e. the hands fill 80 % of the crop side.
 DEFAULT_CROP_FILL = 0.8
+# Horizontal field of view assumed for pictures without calibration (demo, dir-ros infer):
+# a typical phone or webcam main camera has 60-70 degrees.
+DEFAULT_HFOV_DEG = 60.0
 # Smallest crop side accepted (pixels); guards against degenerate boxes from tracking.
 MIN_CROP_PX = 8.0
 # Largest intermediate image warp_crop warps to before its area shrink (pixels per side):
@@ -195,6 +198,24 @@ def intrinsics_problem(k: Sequence[float]) -> Optional[str]:
     if K[0] <= 0 or K[4] <= 0:
         return "K focal lengths fx, fy must be > 0"
     return None  # the third row is not used (projection reads fx, skew, cx, fy, cy)
+
+
+def usable_intrinsics(K: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """K as a (3,3) float64 array when intrinsics_problem finds nothing wrong with it, else
+    None (the predictors then answer wrist-relative hands)."""
+    if K is None or intrinsics_problem(np.asarray(K).reshape(-1)) is not None:
+        return None
+    return np.asarray(K, dtype=np.float64).reshape(3, 3)
+
+
+def pinhole_K(width: int, height: int, fov_deg: float = DEFAULT_HFOV_DEG) -> np.ndarray:
+    """(3,3) intrinsics of an uncalibrated picture: fx = fy from the horizontal field of view,
+    principal point at the image centre (pixel centres at integers: the centre is (W-1)/2)."""
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
+    f = (width / 2.0) / np.tan(np.radians(fov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
+                     [0.0, 0.0, 1.0]])
 
 
 def weak_perspective_depth(scale: float, crop_px: float, fx: float) -> float:

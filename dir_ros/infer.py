@@ -17,11 +17,10 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from dir_ros.geometry import DEFAULT_HFOV_DEG as DEFAULT_FOV_DEG, pinhole_K
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-# Horizontal field of view assumed for pictures without calibration: a typical phone or
-# webcam main camera has 60-70 degrees; fx = fy = (W / 2) / tan(fov / 2).
-DEFAULT_FOV_DEG = 60.0
 DEFAULT_INFER_CONFIG = "config/hands.yaml"  # the node's params file: infer runs what it runs
 DEFAULT_INFER_OUT = "dir_ros_infer"
 DEFAULT_CHECK_MODEL_CONFIG = "config/model/dir_release.yaml"
@@ -29,16 +28,6 @@ LETTERBOX_GREY = 128  # border of letterbox() frames (mid grey: no edges for the
 # Background grey level of --blank overlays (hands drawn without the picture: for sharing
 # results on pictures that may not be redistributed).
 BLANK_GREY = 60
-
-
-def pinhole_K(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """(3,3) intrinsics with fx = fy from the horizontal FOV and the principal point at the
-    image centre (OpenCV / CameraInfo convention: pixel centres at integers)."""
-    if not 0.0 < fov_deg < 180.0:
-        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
-    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
-                     [0.0, 0.0, 1.0]])
 
 
 def letterbox(bgr: np.ndarray, width: int, height: int, fill: int = LETTERBOX_GREY) -> np.ndarray:

@@ -61,7 +61,6 @@ class LandmarkPredictor:
         self.faces = {s: self.layers[s].faces.cpu().numpy().astype(np.int64) for s in SIDES}
         self.num_verts = {s: int(self.layers[s].num_verts) for s in SIDES}
         self._warm: dict[str, np.ndarray] = {}  # side -> last fit's params (warm start)
-        self.previous: Optional[FrameResult] = None
 
     @classmethod
     def from_config(cls, config: Any) -> "LandmarkPredictor":
@@ -78,7 +77,6 @@ class LandmarkPredictor:
     def reset(self) -> None:
         """Forget the previous frame (detector tracks, warm starts)."""
         self._warm.clear()
-        self.previous = None
         self.detector.reset()
 
     def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
@@ -96,10 +94,7 @@ class LandmarkPredictor:
         """Detections (side -> detection.Detection) of an image of image_size (w, h) px ->
         FrameResult; the fit and placement half of predict()."""
         t0 = time.perf_counter()
-        if K is not None:
-            K = np.asarray(K, dtype=np.float64).reshape(3, 3)
-            if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0):
-                K = None  # an uncalibrated CameraInfo carries K = 0
+        K = geo.usable_intrinsics(K)  # an uncalibrated CameraInfo carries K = 0
         hands = {}
         with torch_threads(FIT_TORCH_THREADS):
             for side in SIDES:
@@ -113,7 +108,6 @@ class LandmarkPredictor:
         result = FrameResult(left=hands["left"], right=hands["right"], box=box,
                              image_size=(int(image_size[0]), int(image_size[1])),
                              timings={"fit_ms": 1e3 * (time.perf_counter() - t0)})
-        self.previous = result
         return result
 
     def _hand(self, side: str, det: Any, K: Optional[np.ndarray]) -> HandsResult:

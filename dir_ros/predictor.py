@@ -168,7 +168,8 @@ class HandsPredictor:
     def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32",
                  cropper: Optional[Cropper] = None,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-                 depth_range: Sequence[float] = DEFAULT_DEPTH_RANGE) -> None:
+                 depth_range: Sequence[float] = DEFAULT_DEPTH_RANGE,
+                 mirrored_input: bool = False) -> None:
         import torch
 
         if precision not in PRECISIONS:
@@ -185,6 +186,7 @@ class HandsPredictor:
         self.cropper: Cropper = cropper or FullFrameCropper()
         self.min_confidence = float(min_confidence)
         self.depth_range = (float(depth_range[0]), float(depth_range[1]))
+        self.mirrored_input = bool(mirrored_input)  # for a detector made by set_crop('detect')
         self.previous: Optional[FrameResult] = None
         self.faces = {s: model.faces(s).cpu().numpy().astype(np.int64) for s in SIDES}
         self.num_verts = {s: int(model.hand_layers[s].num_verts) for s in SIDES}
@@ -225,7 +227,7 @@ class HandsPredictor:
                    cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None,
                                         make_detector(cfg) if cfg["crop"] == "detect" else None),
                    min_confidence=float(cfg["min_confidence"]),
-                   depth_range=cfg["depth_range"])
+                   depth_range=cfg["depth_range"], mirrored_input=bool(cfg["mirrored_input"]))
 
     def reset(self) -> None:
         """Forget the previous frame (tracking crop, detector tracks)."""
@@ -238,7 +240,7 @@ class HandsPredictor:
         """Switch the crop mode at run time (keeps the hand front end when it has one)."""
         detector = getattr(self.cropper, "detector", None)
         if mode == "detect" and detector is None:
-            detector = make_detector({"mirrored_input": False})
+            detector = make_detector({"mirrored_input": self.mirrored_input})
         self.cropper = make_cropper(mode, roi, detector)
         self.reset()
 
@@ -276,9 +278,7 @@ class HandsPredictor:
                           ("joints_uv", "verts_uv", "joints_xyz", "verts_xyz", "camera",
                            "params")} for s in SIDES}
         t2 = time.perf_counter()
-        K = None if K is None else np.asarray(K, dtype=np.float64).reshape(3, 3)
-        if K is not None and not (K[0, 0] > 0 and K[1, 1] > 0):
-            K = None  # an uncalibrated CameraInfo carries K = 0
+        K = geo.usable_intrinsics(K)  # an uncalibrated CameraInfo carries K = 0
         hands = {s: self._hand(s, arrays[s], rotmats[s], seg, box, K) for s in SIDES}
         t3 = time.perf_counter()
         result = FrameResult(left=hands["left"], right=hands["right"], box=box,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -33,11 +32,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from dir_ros.geometry import DEFAULT_HFOV_DEG, pinhole_K
 
 # ---- defaults (every one documented; CLI flags override the tunable ones)
-# Assumed horizontal field of view of the uncalibrated sample images: a typical phone /
-# webcam main camera has 60-70 deg; fx = fy = (W / 2) / tan(fov / 2).
-DEFAULT_FOV_DEG = 60.0
+# Assumed horizontal field of view of the uncalibrated sample images (geometry.py).
+DEFAULT_FOV_DEG = DEFAULT_HFOV_DEG
 DEFAULT_MODEL_CONFIG = "config/model/dir_release.yaml"  # the release's architecture
 DEFAULT_PARAMS = "config/hands.yaml"  # the node's documented parameter file
 DEFAULT_NAMESPACE = "/demo"  # the node's relative topics live under it (no interference)
@@ -90,14 +89,6 @@ def list_images(folder: Path) -> list[Path]:
         raise DemoError(f"images folder '{folder}' has no {'/'.join(IMAGE_SUFFIXES)} files",
                         EXIT_INPUT)
     return files
-
-
-def pinhole_K(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """(3,3) intrinsics, fx = fy from the horizontal FOV, principal point at the image centre
-    (OpenCV / CameraInfo convention: pixel centres at integers, so the centre is (W-1)/2)."""
-    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
-                     [0.0, 0.0, 1.0]])
 
 
 def resolve_file(value: str, what: str) -> Path:

@@ -701,8 +701,7 @@ class HandsNode(Node):
             depth_problem = self._depth.place(result, K, stamp_seconds(msg.header.stamp),
                                               float(self.cfg["depth_stamp_tolerance"]))
         if self.smoother is not None:
-            stamp = msg.header.stamp
-            t = stamp.sec + 1e-9 * stamp.nanosec
+            t = stamp_seconds(msg.header.stamp)
             result = self.smoother(result, t if t > 0 else t_recv)
         header = msg.header
         self.pub_hands.publish(to_two_hand_mesh(result, header))
