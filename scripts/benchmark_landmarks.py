@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from dir_ros.infer import expand_inputs, letterbox, pinhole_K
+from dir_ros.geometry import pinhole_K
+from dir_ros.infer import expand_inputs, letterbox
 from dir_ros.machine import cpu_name
 from dir_ros.predictor import build_predictor, make_detector
 
