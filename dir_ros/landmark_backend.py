@@ -3,9 +3,10 @@
 Per frame: the hand front end (detection.HandDetector, MediaPipe's bundled models) gives each
 hand's 21 image landmarks and 21 metric world landmarks; per hand the world landmarks are
 turned from the hand's own view into the camera's (geometry.ray_rotation), the hand model
-(open hand or MANO) is fitted to them (landmark_fit.HandFitter, warm-started from the previous
-frame), and with K the fitted keypoints are placed in the camera frame so that they project
-onto the image landmarks (landmark_fit.place_hand). Without K the hands are wrist-relative.
+(open hand or MANO) is fitted to them (landmark_fit.HandFitter: both hands in one batched
+call, each warm-started from the previous frame), and with K the fitted keypoints are placed
+in the camera frame so that they project onto the image landmarks (landmark_fit.place_hand).
+Without K the hands are wrist-relative.
 No ROS imports.
 """
 from __future__ import annotations
@@ -55,7 +56,8 @@ class LandmarkPredictor:
 
         self.detector = detector
         self.layers = dict(layers)
-        self.fitters = {s: HandFitter(self.layers[s], **(fitter_kwargs or {})) for s in SIDES}
+        # one fitter for both sides: the two hands of a frame are fitted in one batch
+        self.fitter = HandFitter({s: self.layers[s] for s in SIDES}, **(fitter_kwargs or {}))
         self.min_confidence = float(min_confidence)
         self.depth_range = (float(depth_range[0]), float(depth_range[1]))
         self.faces = {s: self.layers[s].faces.cpu().numpy().astype(np.int64) for s in SIDES}
@@ -97,11 +99,18 @@ class LandmarkPredictor:
         K = geo.usable_intrinsics(K)  # an uncalibrated CameraInfo carries K = 0
         hands = {}
         with torch_threads(FIT_TORCH_THREADS):
+            ready = {}  # side -> (detection, image landmarks (21,2) px)
+            targets = {}  # side -> fit target (21,3) m
             for side in SIDES:
                 det = detections.get(side)
-                hands[side] = HandsResult.invalid(side, self.faces[side], self.num_verts[side]) \
-                    if det is None else self._hand(side, det, K)
-                if det is None or not hands[side].valid:
+                prepared = None if det is None else self._target(side, det, K)
+                if prepared is not None:
+                    ready[side], targets[side] = (det, prepared[0]), prepared[1]
+            fits = self._fit_hands(targets)
+            for side in SIDES:
+                hands[side] = self._hand(side, *ready[side], *fits[side], K) if side in ready \
+                    else HandsResult.invalid(side, self.faces[side], self.num_verts[side])
+                if not hands[side].valid:
                     self._warm.pop(side, None)
         found = [d.landmarks_px for d in detections.values()]
         box = detect_box(found) if found else geo.full_frame_box(*image_size)
@@ -110,21 +119,43 @@ class LandmarkPredictor:
                              timings={"fit_ms": 1e3 * (time.perf_counter() - t0)})
         return result
 
-    def _hand(self, side: str, det: Any, K: Optional[np.ndarray]) -> HandsResult:
-        """One detection -> HandsResult in the camera frame (metric when K places it)."""
+    def _target(self, side: str, det: Any, K: Optional[np.ndarray]
+                ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """One detection -> (image landmarks (21,2) px, fit target (21,3) m wrist-relative,
+        camera-aligned); None when its landmarks are not finite."""
         px = np.asarray(det.landmarks_px, dtype=np.float64)
         world = np.asarray(det.world, dtype=np.float64)
         if not (np.all(np.isfinite(px)) and np.all(np.isfinite(world))):
             LOG.debug("%s hand: non-finite landmarks", side)
-            return HandsResult.invalid(side, self.faces[side], self.num_verts[side])
+            return None
         # MediaPipe's world landmarks describe the hand as seen along the ray through it (its
         # landmark model sees a crop around the hand): rotate them into the camera's view.
         view = geo.ray_rotation(K, px.mean(axis=0)) if K is not None else np.eye(3)
-        target = (world - world[0]) @ view.T
-        fit = self.fitters[side].fit(target[None], init=self._warm.get(side))
-        self._warm[side] = fit.params
-        joints_rel = np.asarray(fit.joints[0], dtype=np.float64)
-        verts_rel = np.asarray(fit.vertices[0], dtype=np.float64) - joints_rel[0]
+        return px, (world - world[0]) @ view.T
+
+    def _fit_hands(self, targets: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int]]:
+        """Fit every side's target (21,3) m in one batch, each warm-started from its previous
+        frame (a NaN init row: cold); side -> (FitResult, its row)."""
+        if not targets:
+            return {}
+        from dir_ros.landmark_fit import NUM_FIT_PARAMS
+
+        sides = list(targets)
+        init = None
+        if any(s in self._warm for s in sides):
+            init = np.stack([self._warm[s][0] if s in self._warm
+                             else np.full(NUM_FIT_PARAMS, np.nan) for s in sides])
+        fit = self.fitter.fit(np.stack([targets[s] for s in sides]), init=init, sides=sides)
+        for row, side in enumerate(sides):
+            self._warm[side] = fit.params[row:row + 1]
+        return {side: (fit, row) for row, side in enumerate(sides)}
+
+    def _hand(self, side: str, det: Any, px: np.ndarray, fit: Any, row: int,
+              K: Optional[np.ndarray]) -> HandsResult:
+        """One detection and its row of the batch's FitResult -> HandsResult in the camera
+        frame (metric when K places it)."""
+        joints_rel = np.asarray(fit.joints[row], dtype=np.float64)
+        verts_rel = np.asarray(fit.vertices[row], dtype=np.float64) - joints_rel[0]
         joints_rel = joints_rel - joints_rel[0]
         root = None
         if K is not None:
@@ -133,7 +164,7 @@ class LandmarkPredictor:
             except ValueError as e:
                 LOG.debug("%s hand: no metric placement (%s)", side, e)
         offset = root if root is not None else np.zeros(3)
-        rotmats = np.asarray(fit.rotmats[0], dtype=np.float64)
+        rotmats = np.asarray(fit.rotmats[row], dtype=np.float64)
         return HandsResult(
             side=side, valid=bool(det.score >= self.min_confidence),
             confidence=float(det.score),
@@ -142,9 +173,9 @@ class LandmarkPredictor:
             wrist_position=offset.copy(), wrist_quat=geo.matrix_to_quat(rotmats[0]),
             metric=root is not None,
             pose=geo.matrix_to_axis_angle(rotmats).reshape(-1).astype(np.float32),
-            shape=np.asarray(fit.shape[0], dtype=np.float32),
+            shape=np.asarray(fit.shape[row], dtype=np.float32),
             keypoints_2d=px.astype(np.float32), faces=self.faces[side],
-            fit_residual_mm=float(fit.residual_mm[0]), source=str(det.source))
+            fit_residual_mm=float(fit.residual_mm[row]), source=str(det.source))
 
 
 def place_checked(joints_rel: np.ndarray, px: np.ndarray, K: np.ndarray,

@@ -6,6 +6,7 @@ averaged over the hands of a batch ("max-joint mean"), plus a bound on the worst
 """
 from __future__ import annotations
 
+import copy
 from typing import Dict, Tuple
 
 import numpy as np
@@ -140,10 +141,7 @@ def test_place_hand_rejects_degenerate_input():
 def test_kinematic_model_matches_layer_and_jacobian(layers):
     # Internal 21-point model: the same keypoints as the layer; analytic Jacobian = finite
     # differences. With non-zero pose correctives (posedirs), as the MANO files have.
-    arrays = hm.load_hand_model(hm.open_hand_dir())["left"]
-    rng = np.random.default_rng(4)
-    layer = hm.HandLayer(hm.HandModelArrays(**{**arrays.__dict__, "posedirs": rng.normal(
-        0.0, 1e-3, arrays.posedirs.shape)}))
+    layer = _mano_like_layer("left", 4)
     fitter = lf.HandFitter(layer)
     g = torch.Generator().manual_seed(0)
     root = lf._rodrigues(torch.randn(3, 3, dtype=torch.float64, generator=g))
@@ -164,6 +162,62 @@ def test_kinematic_model_matches_layer_and_jacobian(layers):
                                 betas + d[:, 48:])["kps"]
         numeric = ((moved - state["kps"]) / eps).reshape(3, -1)
         assert torch.allclose(jac[:, :, col], numeric, atol=1e-5), col
+
+
+def _mano_like_layer(side: str, seed: int) -> hm.HandLayer:
+    """The open hand model with random non-zero pose correctives (posedirs), as the MANO
+    files have, so that the fit's pose-corrective paths are exercised too."""
+    arrays = hm.load_hand_model(hm.open_hand_dir())[side]
+    rng = np.random.default_rng(seed)
+    return hm.HandLayer(hm.HandModelArrays(**{**arrays.__dict__, "posedirs": rng.normal(
+        0.0, 1e-3, arrays.posedirs.shape)}))
+
+
+@pytest.mark.parametrize("mano_like", (False, True))
+def test_fit_mesh_and_joints_equal_the_layer(layers, mano_like):
+    # Exact-math shortcuts: the fit's joint-only model (J_regressor folded with the shape
+    # blend shapes) and its own skinning of the mesh give the layer's joints and vertices
+    # for the fitted parameters, within float32 rounding of the layer's output.
+    layer = _mano_like_layer("right", 6) if mano_like else layers["right"]
+    fitter = lf.HandFitter(layer)
+    truth, _ = _random_hands(layer, 4, seed=51)
+    res = fitter.fit(truth + np.array([0.05, 0.0, 0.4]), steps=2)
+    root = torch.as_tensor(res.rotmats[:, 0])
+    rot6d = torch.cat([root[:, :, 0], root[:, :, 1]], -1)
+    pca = (torch.as_tensor(res.pose[:, 3:]) - fitter.pose_mean) @ fitter.comps_pinv
+    with torch.no_grad():
+        out = layer(rot6d.float(), pca.float(), torch.as_tensor(res.shape).float())
+    wrist = res.translation[:, None]
+    assert np.allclose(res.joints - wrist, out.joints.numpy(), atol=2e-6)
+    assert np.allclose(res.vertices - wrist, out.vertices.numpy(), atol=2e-6)
+    assert np.allclose(res.rotmats[:, 1:], out.rotmats[:, 1:].numpy(), atol=1e-6)
+
+
+def test_rotation_helpers_exact():
+    # Constant-basis skew matrices and Shepperd candidates, clamped small-angle Rodrigues:
+    # the same maths as the textbook forms (scipy), float64 rounding apart.
+    rng = np.random.default_rng(9)
+    v, w = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    assert np.allclose((lf._skew(torch.as_tensor(v)) @ torch.as_tensor(w)[..., None])
+                       .squeeze(-1).numpy(), np.cross(v, w), atol=1e-12)
+    axes = rng.normal(size=(60, 3))
+    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+    angles = np.concatenate([[0.0, 1e-9, 1e-5, 1e-4, 2e-4], rng.uniform(0.0, np.pi, 50),
+                             [np.pi - 1e-7, np.pi - 1e-3, np.pi, 2.5, 3.0]])
+    rotvec = axes * angles[:, None]
+    mats = lf._rodrigues(torch.as_tensor(rotvec)).numpy()
+    assert np.allclose(mats, Rotation.from_rotvec(rotvec).as_matrix(), atol=1e-12)
+    back = lf._matrix_to_axis_angle(torch.as_tensor(mats)).numpy()
+    assert np.allclose(Rotation.from_rotvec(back).as_matrix(), mats, atol=1e-9)
+    assert np.all(np.linalg.norm(back, axis=-1) <= np.pi + 1e-12)
+    keep = angles < np.pi - 1e-3  # away from pi the axis-angle itself is unique
+    assert np.allclose(back[keep], rotvec[keep], atol=1e-9)
+    # right Jacobian: exp(theta + d) = exp(theta) exp(Jr d) to first order
+    theta = torch.as_tensor(rotvec[:-3])
+    d = torch.as_tensor(rng.normal(0.0, 1e-7, theta.shape))
+    lhs = lf._rodrigues(theta + d)
+    rhs = lf._rodrigues(theta) @ lf._rodrigues((lf._right_jacobian(theta) @ d[..., None])[..., 0])
+    assert torch.allclose(lhs, rhs, atol=1e-12)
 
 
 @pytest.mark.parametrize("side", hm.SIDES)
@@ -222,6 +276,62 @@ def test_warm_start_converges_in_fewer_steps(layers, fitters):
     assert warm1.residual_mm.mean() <= cold1.residual_mm.mean() + 0.05
 
 
+def test_early_stop_keeps_the_converged_accuracy(layers, fitters):
+    # The relative stop (DEFAULT_REL_TOL) against running to numerical convergence, on
+    # MediaPipe-like targets (5 % scale error, 3 mm noise: residuals stay at a few mm, where
+    # the absolute floor alone never ends the fit early): fewer steps, same keypoints.
+    truth, _ = _random_hands(layers["left"], 8, seed=61)
+    rng = np.random.default_rng(12)
+    noisy = truth * 1.05 + rng.normal(0.0, 3e-3, truth.shape)
+    full = lf.HandFitter(layers["left"], steps=50, rel_tol=0.0).fit(noisy)
+    early = fitters["left"].fit(noisy)
+    assert early.steps < full.steps
+    assert np.linalg.norm(early.joints - full.joints, axis=-1).max() < 5e-4  # < 0.5 mm
+    assert np.all(early.residual_mm <= full.residual_mm + 0.05)
+    clean = fitters["left"].fit(truth)
+    assert _max_joint_mm(clean.joints, truth).mean() < 2.0
+
+
+@pytest.mark.parametrize("mano_like_right", (False, True))
+def test_both_sides_in_one_batch_equal_separate_fits(layers, mano_like_right):
+    # One fitter for both layers: each hand of a mixed batch is fitted exactly as alone
+    # (its own buffers, its own stop), cold and warm, and with a cold hand beside a warm one;
+    # also with pose correctives on one side only.
+    if mano_like_right:
+        layers = {"left": layers["left"], "right": _mano_like_layer("right", 8)}
+    fitters = {side: lf.HandFitter(layer) for side, layer in layers.items()}
+    both = lf.HandFitter(layers)
+    left, _ = _random_hands(layers["left"], 1, seed=71)
+    right, _ = _random_hands(layers["right"], 1, seed=72)
+    target = np.concatenate([right, left]) + np.array([0.0, 0.0, 0.5])
+    sides = ["right", "left"]
+    alone = [fitters[s].fit(target[i:i + 1]) for i, s in enumerate(sides)]
+    res = both.fit(target, sides=sides)
+    for i, one in enumerate(alone):
+        assert np.allclose(res.params[i], one.params[0], atol=1e-9)
+        assert np.allclose(res.vertices[i], one.vertices[0], atol=1e-6)
+        assert np.allclose(res.joints[i], one.joints[0], atol=1e-6)
+    moved = target + np.random.default_rng(3).normal(0.0, 1e-3, target.shape)
+    warm = both.fit(moved, init=res.params, sides=sides)
+    warm_alone = fitters["left"].fit(moved[1:], init=alone[1].params)
+    assert np.allclose(warm.params[1], warm_alone.params[0], atol=1e-9)
+    init = res.params.copy()
+    init[0] = np.nan  # the right hand is new this frame: cold; the left one warm
+    mixed = both.fit(moved, init=init, sides=sides)
+    cold_alone = fitters["right"].fit(moved[:1])
+    assert np.allclose(mixed.params[0], cold_alone.params[0], atol=1e-9)
+    assert np.allclose(mixed.params[1], warm_alone.params[0], atol=1e-9)
+    with pytest.raises(ValueError, match="sides"):
+        both.fit(target)  # a two-layer fitter needs the sides
+    with pytest.raises(ValueError, match="sides"):
+        both.fit(target, sides=["right", "middle"])
+    with pytest.raises(ValueError, match="sides"):
+        fitters["left"].fit(target, sides=sides)  # one layer: no sides
+    init[0, :3] = 0.0  # partly NaN: neither a previous fit nor none
+    with pytest.raises(ValueError, match="NaN"):
+        both.fit(moved, init=init, sides=sides)
+
+
 def test_fit_input_checks_and_degenerate_target(fitters):
     fitter = fitters["right"]
     with pytest.raises(ValueError):
@@ -234,6 +344,12 @@ def test_fit_input_checks_and_degenerate_target(fitters):
     assert np.all(np.isfinite(res.vertices)) and np.all(np.isfinite(res.params))
     with pytest.raises(ValueError):
         lf.HandFitter(fitter.layer, lr=0.0)
+    with pytest.raises(ValueError, match="rel_tol"):
+        lf.HandFitter(fitter.layer, rel_tol=1.0)
+    other_tree = copy.deepcopy(fitter.layer)
+    other_tree.parents[4] = 3  # middle MCP hung under the index DIP: not MANO's tree
+    with pytest.raises(ValueError, match="kinematic tree"):
+        lf.HandFitter(other_tree)
 
 
 # ---------------------------------------------------------------------------------------------
