@@ -568,6 +568,19 @@ class HandLayerOutput:
     rotmats: torch.Tensor  # (B,16,3,3) per-joint rotations (root from 6D)
 
 
+class _KinematicParents(list):
+    """MANO parent indices as a list of ints with a tensor-like `.shape`, as smplx.lbs
+    expects of its `parents` argument. lbs walks the kinematic chain with parents[i] as a
+    Python list index; on a tensor that is a data-dependent .item() (it stops torch.export
+    and breaks torch.compile graphs), on this list a constant int. parents[1:] is a list,
+    which indexes a tensor the same way the tensor slice does."""
+
+    @property
+    def shape(self) -> Tuple[int]:
+        """(J,), like the (J,) tensor this stands in for."""
+        return (len(self),)
+
+
 class HandLayer(torch.nn.Module):
     """One side's MANO layer: (rot6d, pca, betas) -> root-relative mesh and 21 keypoints."""
 
@@ -599,6 +612,8 @@ class HandLayer(torch.nn.Module):
         parents = torch.tensor(np.asarray(arrays.kintree_table[0]), dtype=torch.long)
         parents[0] = -1  # MANO stores 2**32-1 for the root
         self.register_buffer("parents", parents, persistent=False)
+        # The same tree as Python integers for smplx.lbs (see _KinematicParents).
+        self._parent_index = _KinematicParents(parents.tolist())
         self.register_buffer("tip_ids", t(arrays.tip_ids, torch.long), persistent=False)
         self.register_buffer("keypoint_index", torch.tensor(MANO_TO_KEYPOINT, dtype=torch.long),
                              persistent=False)
@@ -625,7 +640,7 @@ class HandLayer(torch.nn.Module):
                             dim=1)  # (B,16,3,3)
         posedirs = self.th_posedirs.reshape(-1, self.th_posedirs.shape[-1]).t()  # (135,V*3)
         verts, joints16 = lbs(betas, rotmats, self.th_v_template, self.th_shapedirs, posedirs,
-                              self.th_J_regressor, self.parents, self.th_weights,
+                              self.th_J_regressor, self._parent_index, self.th_weights,
                               pose2rot=False)
         tips = verts[:, self.tip_ids]  # (B,5,3)
         joints = torch.cat([joints16, tips], dim=1)[:, self.keypoint_index]  # (B,21,3)

@@ -21,7 +21,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "transformer": {"enabled": True, "depth": 4, "skip_first": 1, "num_heads": 4,
                     "mlp_ratio": 2.0},
     "projection": {"mode": "multi_plane_feature", "distance_per_cell": 0.0625,
-                   "fusion_kernels": [3, 3, 1]},
+                   "fusion_kernels": [3, 3, 1],
+                   # True: the release's computation, the reference and speed baseline:
+                   # the 2*20*64 bone planes built and convolved, the attention heads'
+                   # first convs as plain convs. False: the factorised fusion conv
+                   # (bone_conv.py) and, in eager CPU runs, those convs as GEMMs
+                   # (gemm_conv.py): same results and weights, faster.
+                   "materialize_planes": False},
     "aux_heads": True,            # seg + dense heads on the last stage
     "loss": {},                   # weight overrides, names as in losses.RELEASE_LOSS_WEIGHTS
 }

@@ -71,8 +71,9 @@ class Decoder(nn.Module):
     from c_(4-i) and is named with suffix 5-i (release: stage 1 `*4` at 16x16 with c3,
     stage 2 `*3` at 32x32 with c2; the optional stage 3 `*2` runs at 64x64 with c1).
     fusion_kernels[i]: kernel of stage i's projection fusion conv; the default 1x1 for the
-    third stage keeps its 64x64 fusion of 2560 planes affordable (3x3 there alone would
-    cost ~48 GFLOPs, more than the whole release network)."""
+    third stage keeps its 64x64 fusion of 2560 planes affordable when the planes are
+    materialised (3x3 there alone would then cost ~48 GFLOPs, more than the whole release
+    network; ~1.5 GFLOPs with the factorised conv of bone_conv.py)."""
 
     def __init__(self, backbone_channels: Sequence[int], input_size: int,
                  stage_hand_layers: Sequence[dict[str, nn.Module]], *, channels: int = 256,
@@ -104,18 +105,30 @@ class Decoder(nn.Module):
             self.seg = aux_head(channels, SEG_CLASSES)
             self.dense = aux_head(channels, DENSE_CHANNELS)
 
+    def stage(self, i: int, x: torch.Tensor, skip_feat: torch.Tensor, level: LevelOutput
+              ) -> tuple[torch.Tensor, LevelOutput]:
+        """Refinement stage i (1-based): previous map x (B,C',s,s), backbone skip c_(4-i)
+        (B,Ci,2s,2s), previous level -> (enhanced map (B,C,2s,2s), new level)."""
+        sfx = self.suffixes[i - 1]
+        skip = getattr(self, f"skip_layer{sfx}")(skip_feat)
+        fused = getattr(self, f"fusion_layer{sfx}")(torch.cat([upsample2(x), skip], 1))
+        level, projected = getattr(self, f"projecter_{sfx}")(fused, level)
+        enh_in = fused if projected is None else torch.cat([fused, projected], 1)
+        return getattr(self, f"enhance_layer{sfx}")(enh_in), level
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Aux heads on the last stage's map x (B,C,h,w) -> (seg logits (B,3,h,w),
+        dense (B,3,h,w)); only when aux_heads."""
+        x = self.conv_final(x)
+        return self.seg(x), self.dense(x)
+
     def forward(self, feats: Sequence[torch.Tensor], init: LevelOutput
                 ) -> tuple[list[LevelOutput], torch.Tensor | None, torch.Tensor | None]:
         """feats [c1..c4], init level -> (stage levels, seg logits | None, dense | None)."""
         x, level, levels = feats[3], init, []
-        for i, sfx in enumerate(self.suffixes, start=1):
-            skip = getattr(self, f"skip_layer{sfx}")(feats[3 - i])
-            fused = getattr(self, f"fusion_layer{sfx}")(torch.cat([upsample2(x), skip], 1))
-            level, projected = getattr(self, f"projecter_{sfx}")(fused, level)
-            enh_in = fused if projected is None else torch.cat([fused, projected], 1)
-            x = getattr(self, f"enhance_layer{sfx}")(enh_in)
+        for i in range(1, self.num_stages + 1):
+            x, level = self.stage(i, x, feats[3 - i], level)
             levels.append(level)
         if not self.aux_heads:
             return levels, None, None
-        x = self.conv_final(x)
-        return levels, self.seg(x), self.dense(x)
+        return (levels, *self.heads(x))

@@ -42,9 +42,12 @@ class DIR(nn.Module):
         root = int(config["root_joint"])
         self.backbone = ResNet(int(config["backbone"]["depth"]))
         chans = self.backbone.out_channels
-        self.init_regressor = InitRegressor(chans[3], make_hand_layers(arrays, root))
         tcfg = dict(config["transformer"])
         gcfg, pcfg = config["gcn"], config["projection"]
+        # materialize_planes: the release's computation throughout (the speed baseline).
+        release_compute = bool(pcfg["materialize_planes"])
+        self.init_regressor = InitRegressor(chans[3], make_hand_layers(arrays, root),
+                                            gemm_attention=not release_compute)
         self.decoder = Decoder(
             chans, self.input_size,
             [make_hand_layers(arrays, root) for _ in range(int(config["num_stages"]))],
@@ -54,7 +57,8 @@ class DIR(nn.Module):
             joint_channels=int(config["joint_channels"]),
             token_channels=int(config["token_channels"]),
             gcn=bool(gcfg["enabled"]), gcn_layers=int(gcfg["layers"]),
-            transformer=tcfg, projection=str(pcfg["mode"]))
+            transformer=tcfg, projection=str(pcfg["mode"]),
+            materialize_planes=release_compute)
         if self.decoder.aux_heads:
             # Part of the release state dict (`seg_loss.weight`).
             self.seg_loss = WeightedCrossEntropy(SEG_CLASS_WEIGHTS)

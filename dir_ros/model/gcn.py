@@ -29,11 +29,24 @@ def skeleton_masks(parents: Sequence[int] = BONE_PARENTS,
     return self_mask, edge_mask
 
 
-def masked_softmax_adjacency(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mask_positions(mask: torch.Tensor) -> torch.Tensor:
+    """(E,) int64 flat row-major positions of mask's True entries (computed once at init,
+    so that the forward has no data-dependent count)."""
+    return mask.reshape(-1).nonzero().reshape(-1)
+
+
+def masked_softmax_adjacency(values: torch.Tensor, mask: torch.Tensor,
+                             positions: torch.Tensor | None = None) -> torch.Tensor:
     """Place values (1,E) at mask's True entries in row-major order, others MASKED_LOGIT,
-    then softmax each row -> (N,N) float32 row-stochastic matrix."""
-    logits = torch.full(mask.shape, MASKED_LOGIT, dtype=torch.float32, device=values.device)
-    logits = logits.masked_scatter(mask, values.float().reshape(-1))
+    then softmax each row -> (N,N) float32 row-stochastic matrix.
+
+    positions: mask_positions(mask), precomputed (a scatter at fixed positions exports
+    cleanly, where masked_scatter's count depends on the mask's data)."""
+    if positions is None:
+        positions = mask_positions(mask)
+    logits = torch.full((mask.numel(),), MASKED_LOGIT, dtype=torch.float32,
+                        device=values.device)
+    logits = logits.scatter(0, positions, values.float().reshape(-1)).reshape(mask.shape)
     return torch.softmax(logits, dim=1)
 
 
@@ -51,6 +64,8 @@ class SkeletonGraphConv(nn.Module):
         n = self_mask.shape[0]
         self.register_buffer("self_mask", self_mask, persistent=False)
         self.register_buffer("edge_mask", edge_mask, persistent=False)
+        self.register_buffer("self_positions", mask_positions(self_mask), persistent=False)
+        self.register_buffer("edge_positions", mask_positions(edge_mask), persistent=False)
         bound = WEIGHT_GAIN * math.sqrt(6.0 / (in_channels + out_channels))
         self.W = nn.Parameter(torch.empty(2, n, in_channels, out_channels).uniform_(-bound, bound))
         self.e_0 = nn.Parameter(torch.ones(1, int(self_mask.sum())))
@@ -60,8 +75,8 @@ class SkeletonGraphConv(nn.Module):
 
     def adjacencies(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A0, A1), each (N,N) float32, rows summing to 1."""
-        return (masked_softmax_adjacency(self.e_0, self.self_mask),
-                masked_softmax_adjacency(self.e_1, self.edge_mask))
+        return (masked_softmax_adjacency(self.e_0, self.self_mask, self.self_positions),
+                masked_softmax_adjacency(self.e_1, self.edge_mask, self.edge_positions))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,N,Cin) -> (B,N,Cout)."""

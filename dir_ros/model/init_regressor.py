@@ -5,9 +5,11 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dir_ros.hand_model import NUM_PARAMS
 
+from .gemm_conv import conv2d_gemm, eager_cpu
 from .outputs import LevelOutput, hand_prediction
 
 # Added to the attention normaliser (release value) so an all-zero map cannot divide by 0.
@@ -40,10 +42,15 @@ def release_init_(module: nn.Module) -> None:
 
 
 class InitRegressor(nn.Module):
-    """c4 (B,C,h,w) -> LevelOutput 0 (parameters, mesh, joints, projections, offset)."""
+    """c4 (B,C,h,w) -> LevelOutput 0 (parameters, mesh, joints, projections, offset).
 
-    def __init__(self, in_channels: int, hand_layers: dict[str, nn.Module]) -> None:
+    gemm_attention: in eager CPU runs, compute the attention heads' first convs as GEMMs
+    (same result; False = plain convs, the release's computation and speed baseline)."""
+
+    def __init__(self, in_channels: int, hand_layers: dict[str, nn.Module],
+                 gemm_attention: bool = True) -> None:
         super().__init__()
+        self.gemm_attention = bool(gemm_attention)
         # Registration order fixes the state-dict order of the release checkpoint.
         self.mano_layer_right = hand_layers["right"]
         self.mano_layer_left = hand_layers["left"]
@@ -64,10 +71,28 @@ class InitRegressor(nn.Module):
         f, a = feat.float(), attn.float()
         return ((f * a).sum((2, 3)) / (a.sum((2, 3)) + ATTENTION_EPS)).to(feat.dtype)
 
+    def attention_maps(self, c4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """c4 (B,C,h,w) -> (left, right) attention (B,1,h,w) in [0,1]. In eager CPU runs
+        the heads' first convs share one im2col and run as GEMMs (gemm_conv.py: ~2x faster
+        there for these 2048 -> 1024 3x3 convs at 8x8); elsewhere the plain heads."""
+        heads = (self.attention_left, self.attention_right)
+        if not (self.gemm_attention and eager_cpu(c4)):
+            return heads[0](c4), heads[1](c4)
+        first = heads[0][0]
+        columns = F.unfold(c4, first.kernel_size, padding=first.padding)
+        maps = []
+        for head in heads:
+            x = conv2d_gemm(c4, head[0], columns)
+            for layer in list(head)[1:]:
+                x = layer(x)
+            maps.append(x)
+        return maps[0], maps[1]
+
     def forward(self, c4: torch.Tensor) -> LevelOutput:
         """c4 (B,C,h,w) -> initial LevelOutput."""
-        f_left = self._pool(c4, self.attention_left(c4))
-        f_right = self._pool(c4, self.attention_right(c4))
+        attn_left, attn_right = self.attention_maps(c4)
+        f_left = self._pool(c4, attn_left)
+        f_right = self._pool(c4, attn_right)
         offset = self.offset(c4.mean((2, 3)))
         left = hand_prediction(self.mano_layer_left, self.mano_left(f_left))
         right = hand_prediction(self.mano_layer_right, self.mano_right(f_right))

@@ -74,6 +74,12 @@ class DIROutput:
         return self.levels[-1]
 
 
+# Pytree nodes for torch.export / torch.compile: the network returns these containers, so
+# they must flatten to tensors (None fields, e.g. seg without aux heads, are empty leaves).
+for _cls in (HandPrediction, LevelOutput, DIROutput):
+    torch.export.register_dataclass(_cls, serialized_type_name=f"dir_ros.model.{_cls.__name__}")
+
+
 def weak_perspective(xyz: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
     """Project root-relative points xyz (B,N,3) m with camera (B,3) = (s,tx,ty) to uv (B,N,2)."""
     camera = camera.to(xyz.dtype)

@@ -100,10 +100,16 @@ def bone_tent_heatmaps(points: torch.Tensor, grid: torch.Tensor, parents: Sequen
     return (1.0 - d_seg / distance).clamp_min(0.0)
 
 
+def bone_end_features(feats: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
+    """Each bone's end features: feats (B,N,C) joint features -> (B,K,2,C) holding
+    [f[parent_k], f[child_k]] (the pair bone_end_weights' two weights multiply)."""
+    par, child = _bone_ends(parents, feats.device)
+    return torch.stack([feats[:, par], feats[:, child]], dim=2)
+
+
 def project_bone_features(feats: torch.Tensor, weights: torch.Tensor,
                           parents: Sequence[int]) -> torch.Tensor:
     """Per-bone feature planes: feats (B,N,C) joint features, weights (B,K,2,P) from
     bone_end_weights -> (B,K,C,P) with plane[b,k,:,p] = w_a f[parent_k] + w_b f[child_k]."""
-    par, child = _bone_ends(parents, feats.device)
-    ends = torch.stack([feats[:, par], feats[:, child]], dim=2)        # (B,K,2,C)
+    ends = bone_end_features(feats, parents)                           # (B,K,2,C)
     return torch.matmul(ends.transpose(2, 3), weights.to(feats.dtype))  # (B,K,C,P)
