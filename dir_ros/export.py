@@ -1,14 +1,17 @@
-"""Exported CPU inference path: the DIR network as ONNX, run with ONNX Runtime.
+"""Exported CPU inference path: the DIR network as ONNX, run with ONNX Runtime or OpenVINO.
 
 export_onnx() traces the whole network (backbone, regressors, hand model layers, bone
 projection) with the TorchScript-based exporter (`dynamo=False`; torch.export stops on
 data-dependent values) into one ONNX graph whose outputs are the final level and the seg
-logits (OUTPUT_NAMES). OnnxDIR runs that graph and answers like the torch model does for
-HandsPredictor (`model(x).final.hand(side)`, `.seg`, `input_size`, `faces`, `hand_layers`).
-load_runtime() is the one entry point: it caches the export on disk under a key made of
-the model config and a hash of every parameter and buffer, re-exports when either changes,
-checks the session against eager once, and falls back to torch with one warning on failure.
-The eager network is untouched (the legacy exporter traces it as it is).
+logits (OUTPUT_NAMES). OnnxDIR (ONNX Runtime) and OpenVinoDIR (OpenVINO's CPU plugin, which
+also runs it in bf16 where the CPU has it) run that graph and answer like the torch model
+does for HandsPredictor (`model(x).final.hand(side)`, `.seg`, `input_size`, `faces`,
+`hand_layers`); their shared part is ExportedDIR. load_runtime() is the one entry point: it
+caches the export on disk under a key made of the model config and a hash of every
+parameter and buffer, re-exports when either changes, checks the runtime against eager once
+(fp32: CHECK_TOLERANCE; low precision: LOW_PRECISION_CHECK_TOLERANCE_M) and falls back to
+torch with one warning on failure. The eager network is untouched (the legacy exporter
+traces it as it is).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from dir_ros.model.outputs import DIROutput, HandPrediction, LevelOutput
-from dir_ros.predictor import RUNTIMES
+from dir_ros.predictor import PRECISIONS, RUNTIMES
 from dir_ros.results import SIDES
 
 LOG = logging.getLogger("dir_ros.export")
@@ -40,13 +43,28 @@ HAND_FIELDS = ("joints_uv", "verts_uv", "joints_xyz", "verts_xyz", "camera", "pa
 # Graph outputs: every HAND_FIELDS entry for left then right, the offset, then seg.
 OUTPUT_NAMES = tuple(f"{s}_{f}" for s in SIDES for f in HAND_FIELDS) + ("offset", "seg")
 # Largest allowed difference (network units: metres for xyz, normalised uv, raw params)
-# between the session and eager on the check input before the session is trusted.
+# between an fp32 runtime and eager on the check input before the runtime is trusted.
 CHECK_TOLERANCE = 1e-4
+# A low-precision runtime (bf16) cannot meet CHECK_TOLERANCE: bf16 keeps 8 significant bits,
+# so outputs move by ~1e-2 in raw units. Its check bounds the mean 3D joint drift (m, both
+# hands' root-relative joints_xyz) against eager fp32 on the check input instead: measured
+# 0.7 mm for conditioned random light and release models (OpenVINO 2026.4 bf16, this
+# project's AMD EPYC), 0.65 mm on real photos' crops (scripts/benchmark_export.py). 5 mm
+# leaves room for trained weights while still catching a broken graph (a hand is ~0.2 m).
+LOW_PRECISION_CHECK_TOLERANCE_M = 5e-3
 # Seed of the random check input (reproducible checks).
 CHECK_SEED = 0
 # Weak-perspective scale (normalised uv per metre) given to a conditioned random model:
 # a hand ~0.2 m long then spans ~1/5 of the crop.
 CONDITION_CAMERA_SCALE = 2.0
+# Precisions each exported runtime can run on the CPU (the others run fp32, with a warning).
+# ONNX Runtime's CPU provider has no bf16/fp16 kernels for this graph's ops.
+RUNTIME_PRECISIONS = {"onnxruntime": ("fp32",), "openvino": ("fp32", "fp16", "bf16")}
+# OpenVINO INFERENCE_PRECISION_HINT per precision; the CPU plugin picks what the CPU has
+# (bf16 needs avx512_bf16 or AMX; 'f16' on a CPU without avx512_fp16/AMX-FP16 runs bf16, on
+# one without either f32), so the precision used is read back from the compiled model.
+OPENVINO_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+OPENVINO_NAMES = {v: k for k, v in OPENVINO_HINTS.items()}  # OpenVINO type name -> ours
 
 
 def default_cache_dir() -> Path:
@@ -100,7 +118,9 @@ def export_onnx(model: nn.Module, path: Union[str, Path], opset: int = ONNX_OPSE
 
 def model_cache_key(model: nn.Module) -> str:
     """sha256 (hex) of the model config, every parameter and buffer (names, dtypes, shapes,
-    bytes), the export format, opset and torch version: any change re-exports."""
+    bytes), the export format, opset and torch version: any change re-exports. Runtime and
+    precision are not in it: every runtime and precision reads the same fp32 ONNX file
+    (OpenVINO keys its compiled blobs, see OpenVinoDIR, by the graph and its properties)."""
     h = hashlib.sha256()
     meta = {"config": getattr(model, "config", None), "format": EXPORT_FORMAT_VERSION,
             "opset": ONNX_OPSET, "torch": torch.__version__}
@@ -111,6 +131,11 @@ def model_cache_key(model: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def onnx_path(model: nn.Module, folder: Union[str, Path]) -> Path:
+    """Where the export of `model` is cached in `folder` (named by model_cache_key)."""
+    return Path(folder) / f"dir_{model_cache_key(model)[:32]}.onnx"
 
 
 def make_session(path: Union[str, Path], threads: Optional[int] = None) -> Any:
@@ -126,38 +151,38 @@ def make_session(path: Union[str, Path], threads: Optional[int] = None) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxDIR:
-    """A DIR stand-in backed by an ONNX Runtime session: model(images) -> DIROutput with the
-    final level only (levels = [final]) and seg; everything else (input_size, faces,
-    hand_layers, config) is the torch model's. CPU only."""
+class ExportedDIR:
+    """A DIR stand-in backed by an exported graph: model(images) -> DIROutput with the final
+    level only (levels = [final]) and seg; everything else (input_size, faces, hand_layers,
+    config) is the torch model's. CPU only. Subclasses implement run_flat()."""
 
-    runtime = "onnxruntime"  # HandsPredictor.runtime
+    runtime = ""         # HandsPredictor.runtime
+    precision = "fp32"   # the precision the runtime actually computes in
 
-    def __init__(self, model: nn.Module, session: Any) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.torch_model = model
-        self.session = session
         self.has_seg = bool(getattr(getattr(model, "decoder", None), "aux_heads", True))
 
     def __getattr__(self, name: str) -> Any:
         """Attributes not defined here come from the torch model (input_size, faces, ...)."""
-        if name in ("torch_model", "session", "has_seg"):
+        model = self.__dict__.get("torch_model")
+        if model is None or name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.torch_model, name)
+        return getattr(model, name)
 
-    def to(self, device: Any) -> "OnnxDIR":
-        """Only the CPU is supported (ONNX Runtime's CPU provider)."""
+    def to(self, device: Any) -> "ExportedDIR":
+        """Only the CPU is supported."""
         if torch.device(device).type != "cpu":
-            raise ValueError("the onnxruntime runtime runs on the CPU only")
+            raise ValueError(f"the {self.runtime} runtime runs on the CPU only")
         return self
 
-    def eval(self) -> "OnnxDIR":
+    def eval(self) -> "ExportedDIR":
         """Always in inference mode."""
         return self
 
     def run_flat(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images (B,3,S,S) float32 -> the OUTPUT_NAMES tensors (float32, CPU)."""
-        x = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return [torch.from_numpy(a) for a in self.session.run(None, {"images": x})]
+        raise NotImplementedError
 
     def __call__(self, images: torch.Tensor) -> DIROutput:
         """images (B,3,S,S) ImageNet-normalised -> DIROutput (final level and seg)."""
@@ -167,6 +192,86 @@ class OnnxDIR:
                  for i, s in enumerate(SIDES)}
         level = LevelOutput(left=hands["left"], right=hands["right"], offset=flat[-2])
         return DIROutput(levels=[level], seg=flat[-1] if self.has_seg else None)
+
+
+def _cpu_float32(images: torch.Tensor) -> Any:
+    """images -> a contiguous float32 numpy array (what both runtimes take)."""
+    return images.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+class OnnxDIR(ExportedDIR):
+    """ExportedDIR on an ONNX Runtime session (fp32)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, model: nn.Module, session: Any) -> None:
+        super().__init__(model)
+        self.session = session
+
+    def run_flat(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images (B,3,S,S) float32 -> the OUTPUT_NAMES tensors (float32, CPU)."""
+        return [torch.from_numpy(a)
+                for a in self.session.run(None, {"images": _cpu_float32(images)})]
+
+
+class OpenVinoDIR(ExportedDIR):
+    """ExportedDIR on OpenVINO's CPU plugin, compiled from the ONNX file at `path`.
+
+    Compiled once per batch size with that batch fixed (static shapes: 50 vs 60 ms for the
+    release network in bf16 on 2 cores, dynamic batch being slower in OpenVINO's CPU plugin);
+    batch 1 is compiled here. `precision` (fp32 | fp16 | bf16) sets INFERENCE_PRECISION_HINT;
+    self.precision is what the compiled model reports it uses. cache_dir: OpenVINO's
+    CACHE_DIR for compiled blobs (keyed by OpenVINO on the graph and these properties, so
+    each precision has its own), None = no blob cache.
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, model: nn.Module, path: Union[str, Path], precision: str = "fp32",
+                 threads: Optional[int] = None,
+                 cache_dir: Union[str, Path, None] = None) -> None:
+        import openvino as ov
+
+        super().__init__(model)
+        if precision not in OPENVINO_HINTS:
+            raise ValueError(f"precision '{precision}' is not one of {', '.join(OPENVINO_HINTS)}")
+        self._ov = ov
+        self.core = ov.Core()
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            self.core.set_property({"CACHE_DIR": str(cache_dir)})
+        self.graph = self.core.read_model(str(path))
+        self.requested_precision = precision
+        # INFERENCE_NUM_THREADS = torch's (the node's thread budget); one stream, tuned for
+        # latency. ENABLE_CPU_PINNING off: pinned threads would hold their cores against
+        # the ROS executor and the decoder (OpenVINO pins by default on Linux; two pinned
+        # processes on the same cores each run at half speed). OpenVINO's CPU plugin has no
+        # spin-wait property (its TBB workers park on their own), unlike ONNX Runtime.
+        self.properties = {"INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision],
+                           "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
+                           "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                           "ENABLE_CPU_PINNING": False}
+        self._compiled: dict[int, tuple[Any, Any]] = {}
+        compiled, _ = self._for_batch(1)
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = OPENVINO_NAMES.get(used, used)
+
+    def _for_batch(self, batch: int) -> tuple[Any, Any]:
+        """(compiled model, infer request) with the batch axis fixed to `batch`."""
+        if batch not in self._compiled:
+            graph = self.graph.clone()
+            size = list(self.graph.input(0).get_partial_shape())[1:]
+            graph.reshape({graph.input(0): self._ov.PartialShape([batch, *size])})
+            compiled = self.core.compile_model(graph, "CPU", self.properties)
+            self._compiled[batch] = (compiled, compiled.create_infer_request())
+        return self._compiled[batch]
+
+    def run_flat(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images (B,3,S,S) float32 -> the OUTPUT_NAMES tensors (float32, CPU)."""
+        x = _cpu_float32(images)
+        compiled, request = self._for_batch(int(x.shape[0]))
+        res = request.infer({0: x})  # copies the outputs (share_outputs=False)
+        return [torch.from_numpy(res[compiled.output(n)]) for n in OUTPUT_NAMES]
 
 
 def max_difference(a: list[torch.Tensor] | tuple[torch.Tensor, ...],
@@ -179,20 +284,40 @@ def max_difference(a: list[torch.Tensor] | tuple[torch.Tensor, ...],
     return worst
 
 
-def check_session(model: nn.Module, onnx_model: OnnxDIR, batch: int = 1) -> float:
-    """Largest output difference (OUTPUT_NAMES, seg excluded) between the session and eager
-    on a seeded random input; raises RuntimeError above CHECK_TOLERANCE."""
+def joint_drift(got: list[torch.Tensor] | tuple[torch.Tensor, ...],
+                want: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Per-joint 3D distances (m), flat (B*2*21,), between two OUTPUT_NAMES lists' root-
+    relative joints_xyz of both hands; non-finite outputs give inf."""
+    idx = [OUTPUT_NAMES.index(f"{s}_joints_xyz") for s in SIDES]
+    d = torch.cat([(got[i].float() - want[i].float()).norm(dim=-1).reshape(-1) for i in idx])
+    return torch.where(torch.isfinite(d), d, torch.full_like(d, float("inf")))
+
+
+def check_runtime(model: nn.Module, net: ExportedDIR, batch: int = 1) -> str:
+    """Compare `net` with eager on a seeded random input; raise RuntimeError when it is off.
+
+    fp32: the largest output difference (OUTPUT_NAMES, seg excluded) must be at most
+    CHECK_TOLERANCE. Low precision: the mean joint drift (joint_drift) must be at most
+    LOW_PRECISION_CHECK_TOLERANCE_M. Returns the figure and its bound, for the log.
+    """
     gen = torch.Generator().manual_seed(CHECK_SEED)
     size = int(model.input_size)
     x = torch.randn(batch, 3, size, size, generator=gen)
     with torch.inference_mode():
         ref = ExportWrapper(model).eval()(x)
-    got = onnx_model.run_flat(x)
-    diff = max_difference(got[:-1], ref[:-1])
-    if not diff <= CHECK_TOLERANCE:
-        raise RuntimeError(f"exported graph differs from eager by {diff:.3g} "
-                           f"(> {CHECK_TOLERANCE:g})")
-    return diff
+    got = net.run_flat(x)
+    if net.precision == "fp32":
+        diff = max_difference(got[:-1], ref[:-1])
+        if not diff <= CHECK_TOLERANCE:
+            raise RuntimeError(f"exported graph differs from eager by {diff:.3g} "
+                               f"(> {CHECK_TOLERANCE:g})")
+        return f"max difference to eager {diff:.2g} (bound {CHECK_TOLERANCE:g})"
+    drift = joint_drift(got, ref).mean().item()
+    if not drift <= LOW_PRECISION_CHECK_TOLERANCE_M:
+        raise RuntimeError(f"{net.precision} mean joint drift to eager fp32 {1e3 * drift:.3g} mm "
+                           f"(> {1e3 * LOW_PRECISION_CHECK_TOLERANCE_M:g} mm)")
+    return (f"mean joint drift to eager fp32 {1e3 * drift:.2g} mm on the check input (low-"
+            f"precision bound {1e3 * LOW_PRECISION_CHECK_TOLERANCE_M:g} mm, not {CHECK_TOLERANCE:g})")
 
 
 def condition_random_init_(model: nn.Module) -> nn.Module:
@@ -216,28 +341,50 @@ def condition_random_init_(model: nn.Module) -> nn.Module:
     return model
 
 
+def build_exported(model: nn.Module, runtime: str, path: Union[str, Path],
+                   precision: str = "fp32", threads: Optional[int] = None,
+                   blob_cache: Union[str, Path, None] = None) -> ExportedDIR:
+    """The ExportedDIR of `runtime` on the ONNX file `path` (no check, no fallback)."""
+    if runtime == "onnxruntime":
+        return OnnxDIR(model, make_session(path, threads))
+    if runtime == "openvino":
+        return OpenVinoDIR(model, path, precision, threads, blob_cache)
+    raise ValueError(f"runtime '{runtime}' is not an exported runtime "
+                     f"({', '.join(RUNTIME_PRECISIONS)})")
+
+
 def load_runtime(model: nn.Module, runtime: str = "torch",
-                 cache_dir: Union[str, Path, None] = None) -> Any:
-    """The network to call for `runtime`: the torch model itself ('torch') or an OnnxDIR
-    ('onnxruntime') built from the cached export (exported when missing or stale). Any
-    failure (export, session, check) warns once and returns the torch model."""
+                 cache_dir: Union[str, Path, None] = None, precision: str = "fp32") -> Any:
+    """The network to call for `runtime` at `precision`: the torch model itself ('torch';
+    its precision is HandsPredictor's business) or an ExportedDIR ('onnxruntime', 'openvino')
+    built from the cached export (exported when missing or stale). A precision the runtime
+    cannot run falls back to fp32 with a warning; any failure (export, compile, check) warns
+    once and returns the torch model."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if runtime == "torch":
         return model
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        LOG.warning("precision %s is not available with runtime %s on the CPU (%s); "
+                    "running fp32", precision, runtime, ", ".join(RUNTIME_PRECISIONS[runtime]))
+        precision = "fp32"
     try:
         model = model.cpu().eval()
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        path = folder / f"dir_{model_cache_key(model)[:32]}.onnx"
+        path = onnx_path(model, folder)
         if not path.is_file():
             LOG.info("exporting the DIR network to %s", path)
             export_onnx(model, path)
-        onnx_model = OnnxDIR(model, make_session(path))
-        diff = check_session(model, onnx_model)
-        LOG.info("onnxruntime session on %s (max difference to eager %.2g)", path, diff)
-        return onnx_model
+        net = build_exported(model, runtime, path, precision, blob_cache=folder / "openvino")
+        verdict = check_runtime(model, net)
+        LOG.info("%s on %s, precision %s (asked %s): %s", runtime, path, net.precision,
+                 precision, verdict)
+        return net
     except Exception as err:  # noqa: BLE001 - any failure means: run eager instead
-        msg = f"runtime 'onnxruntime' unavailable ({type(err).__name__}: {err}); using torch"
+        what = f"runtime '{runtime}'" + ("" if precision == "fp32" else f" at {precision}")
+        msg = f"{what} unavailable ({type(err).__name__}: {err}); using torch"
         LOG.warning(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return model

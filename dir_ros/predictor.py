@@ -39,9 +39,10 @@ SEG_CLASS = {"left": 1, "right": 2}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "dir", "landmarks")
-# How the DIR network runs: eager torch, or its ONNX export on ONNX Runtime (CPU only;
-# dir_ros/export.py: cached on disk, falls back to torch with a warning when unavailable).
-RUNTIMES = ("torch", "onnxruntime")
+# How the DIR network runs: eager torch, or its ONNX export on ONNX Runtime or OpenVINO (CPU
+# only; dir_ros/export.py: cached on disk, falls back to torch with a warning when
+# unavailable). OpenVINO also runs `precision` bf16 (fp16) on the CPU, where the CPU has it.
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -137,9 +138,11 @@ def build_predictor(config: Union[str, Path, Mapping[str, Any]]) -> Any:
     return HandsPredictor.from_config(cfg)
 
 
-def select_runtime(model: Any, runtime: str, device: str, export_cache: Any) -> Any:
-    """The network HandsPredictor calls: `model` itself ('torch'), or its ONNX Runtime
-    stand-in (dir_ros.export.OnnxDIR) on the CPU; on CUDA 'onnxruntime' warns and runs torch.
+def select_runtime(model: Any, runtime: str, device: str, export_cache: Any,
+                   precision: str = "fp32") -> Any:
+    """The network HandsPredictor calls: `model` itself ('torch'), or its exported stand-in
+    (dir_ros.export.OnnxDIR / OpenVinoDIR, running `precision` where it can) on the CPU; on
+    CUDA an exported runtime warns and runs torch.
     export_cache '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export)."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
@@ -150,7 +153,8 @@ def select_runtime(model: Any, runtime: str, device: str, export_cache: Any) -> 
         return model
     from dir_ros.export import load_runtime
 
-    return load_runtime(model, runtime, None if is_unset(export_cache) else str(export_cache))
+    return load_runtime(model, runtime, None if is_unset(export_cache) else str(export_cache),
+                        precision)
 
 
 def ros_params_section(loaded: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,12 +180,14 @@ class HandsPredictor:
             raise ValueError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.precision = precision
-        if precision != "fp32" and self.device.type != "cuda":
+        self.runtime = str(getattr(model, "runtime", "torch"))  # ExportedDIR: its runtime
+        if self.runtime != "torch":  # exported (CPU): the precision it computes in
+            self.precision = str(getattr(model, "precision", "fp32"))
+        elif precision != "fp32" and self.device.type != "cuda":
             LOG.warning("precision %s is only used on CUDA; running fp32 on %s",
                         precision, self.device.type)
             self.precision = "fp32"
         self.model = model.to(self.device).eval()
-        self.runtime = str(getattr(model, "runtime", "torch"))  # OnnxDIR: 'onnxruntime'
         self.input_size = int(model.input_size)
         self.cropper: Cropper = cropper or FullFrameCropper()
         self.min_confidence = float(min_confidence)
@@ -222,8 +228,12 @@ class HandsPredictor:
 
             report = load_release_checkpoint(model, wpath)
             LOG.info("loaded weights %s: %s", wpath, report)
-        network = select_runtime(model, str(cfg["runtime"]), device, cfg["export_cache"])
-        return cls(network, device=device, precision=str(cfg["precision"]),
+        precision = str(cfg["precision"])
+        network = select_runtime(model, str(cfg["runtime"]), device, cfg["export_cache"],
+                                 precision)
+        if network is model and cfg["runtime"] != "torch" and device == "cpu":
+            precision = "fp32"  # the exported runtime fell back to torch (it warned once)
+        return cls(network, device=device, precision=precision,
                    cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None,
                                         make_detector(cfg) if cfg["crop"] == "detect" else None),
                    min_confidence=float(cfg["min_confidence"]),
