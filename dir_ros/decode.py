@@ -162,11 +162,13 @@ def decode_image(data: Union[bytes, bytearray, memoryview, np.ndarray, Sequence[
     if buf.size < needed:
         raise DecodeError(f"image '{encoding}' {width}x{height} step {step} needs at least "
                           f"{needed} bytes, got {buf.size}", "short_buffer")
+    # A view on the message's buffer (rows `step` bytes apart): no copy of the pixels.
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1))
     img = rows.reshape(height, width, channels)
-    if conversion is None:
+    if conversion is None:  # rgb8: the view itself when rows are packed (a copy when padded)
         return np.ascontiguousarray(img)
-    src = img[..., 0] if channels == 1 else np.ascontiguousarray(img)
+    # OpenCV reads padded rows in place (its row step): the conversion is the only copy
+    src = img[..., 0] if channels == 1 else img
     try:
         return cv2.cvtColor(src, getattr(cv2, conversion))
     except cv2.error as e:  # OpenCV's own checks: a decode error, not an inference error

@@ -100,11 +100,19 @@ def node_parameters(predictor: str, *, reliability: Optional[str], device: str =
 class NodeProcess:
     """hands_node in a subprocess with its own ROS domain; output goes to a log file."""
 
-    def __init__(self, predictor: str, params: dict[str, str], domain: int) -> None:
+    def __init__(self, predictor: str, params: dict[str, str], domain: int,
+                 env_overrides: Optional[dict[str, Optional[str]]] = None) -> None:
+        """env_overrides: environment variables of the node set (str) or removed (None)
+        against this process's."""
         self.log = tempfile.NamedTemporaryFile("w+", prefix="hands_node_", suffix=".log",
                                                delete=False)
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1",
                    RCUTILS_LOGGING_BUFFERED_STREAM="0")
+        for key, value in (env_overrides or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         # the node runs this checkout's dir_ros (dir_ros.msg still comes from the install)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         exe = ([sys.executable, str(Path(__file__).resolve()), SERVE_STUB_FLAG]
@@ -266,6 +274,17 @@ class BenchClient:
     def poll(self) -> None:
         """Handle the callbacks that are ready now, without waiting."""
         self._rclpy.spin_once(self.node, timeout_sec=0.0)
+
+    def wait_answer(self, stamp: Stamp, deadline_s: float) -> bool:
+        """Wait until the TwoHandMesh of `stamp` has come (True) or deadline_s passed (False),
+        blocking in the executor (no polling: the client takes no CPU from the node)."""
+        end = time.monotonic() + deadline_s
+        while stamp not in self.answers:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self._rclpy.spin_once(self.node, timeout_sec=left)
+        return True
 
     def spin(self, seconds: float) -> None:
         """Handle callbacks for about `seconds`."""
@@ -430,17 +449,18 @@ class Started:
 
 
 def start_and_wait(predictor: str, params: dict[str, str], frame: Frame,
-                   publisher: str = "reliable") -> Started:
+                   publisher: str = "reliable",
+                   node_env: Optional[dict[str, Optional[str]]] = None) -> Started:
     """Create the camera publisher first (a camera that is already running), then start the
     node; wait until it is up (/diagnostics), its image subscription matched the publisher
     and it answered a first frame. An unmatched publisher (QoS incompatible) is returned as
-    matched=False instead of waited for."""
+    matched=False instead of waited for. node_env: NodeProcess's env_overrides."""
     from tqdm import tqdm
 
     domain = DOMAIN_BASE + os.getpid() % DOMAIN_SPAN
     client = BenchClient(domain)
     client.use_publisher(publisher)
-    node = NodeProcess(predictor, params, domain)
+    node = NodeProcess(predictor, params, domain, node_env)
     t0 = time.monotonic()
 
     run = Started(node, client, 0.0, matched=False)

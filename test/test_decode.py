@@ -262,3 +262,25 @@ def test_intrinsics_problem_accepts_a_calibrated_k() -> None:
     assert geo.intrinsics_problem(GOOD_K) is None
     assert "all zeros" in geo.intrinsics_problem([0.0] * 9)
     assert "9" in geo.intrinsics_problem([1.0] * 4)
+
+
+# --- no copies ------------------------------------------------------------------------------
+
+def test_raw_decode_reads_the_message_buffer_in_place() -> None:
+    """rgb8 with packed rows is a view on the message's buffer (an rclpy Image holds an
+    array.array); bgr8, packed or padded, is converted straight from it: the result is the
+    only new pixel buffer, and it holds the right pixels."""
+    import array
+
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    data = array.array("B", rgb.tobytes())
+    out = D.decode_image(data, 5, 6, "rgb8")
+    assert np.shares_memory(out, np.frombuffer(data, np.uint8)) and np.array_equal(out, rgb)
+    pad = 7
+    padded = np.zeros((6, 5 * 3 + pad), np.uint8)
+    padded[:, :15] = rgb[..., ::-1].reshape(6, 15)
+    for buf, step in ((array.array("B", rgb[..., ::-1].tobytes()), 15),
+                      (array.array("B", padded.tobytes()), 15 + pad)):
+        out = D.decode_image(buf, 5, 6, "bgr8", step)
+        assert not np.shares_memory(out, np.frombuffer(buf, np.uint8))
+        assert out.flags.c_contiguous and np.array_equal(out, rgb)

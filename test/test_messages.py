@@ -126,3 +126,128 @@ def test_message_constants_and_fixed_sizes() -> None:
     assert np.asarray(hand.shape).shape == (10,)
     assert np.asarray(hand.keypoints_2d).shape == (42,)
     assert len(hand.vertices) == 0 and len(hand.faces) == 0
+
+
+# ---- the node's fast path: messages written from the result arrays (CDR) --------------------
+
+MANO_VERTS, MANO_FACES = 778, 1538  # the sizes of the real hands
+F32 = dict(rtol=1e-6, atol=1e-7)  # float32 rounding of values of order 1
+
+
+def _frame_result():
+    """A frame with a valid metric left hand (depth placement) and a right hand that the
+    network found but scored below min_confidence: invalid, with non-zero arrays that the
+    message must zero."""
+    from dir_ros.geometry import full_frame_box
+    from dir_ros.results import PLACEMENT_DEPTH, FrameResult, HandsResult
+
+    rng = np.random.default_rng(3)
+
+    def hand(side: str, valid: bool) -> HandsResult:
+        q = rng.normal(size=4)
+        return HandsResult(
+            side=side, valid=valid, confidence=float(rng.uniform(0.2, 1.0)),
+            vertices=rng.normal(0.0, 0.1, (MANO_VERTS, 3)).astype(np.float32),
+            joints=rng.normal(0.0, 0.1, (21, 3)).astype(np.float32),
+            wrist_position=rng.normal(0.0, 0.5, 3), wrist_quat=q / np.linalg.norm(q),
+            metric=True, pose=rng.normal(size=48).astype(np.float32),
+            shape=rng.normal(size=10).astype(np.float32),
+            keypoints_2d=rng.uniform(0, 640, (21, 2)).astype(np.float32),
+            faces=rng.integers(0, MANO_VERTS, (MANO_FACES, 3)), placement=PLACEMENT_DEPTH)
+
+    return FrameResult(hand("left", True), hand("right", False), full_frame_box(640, 480))
+
+
+def _header():
+    from std_msgs.msg import Header
+
+    header = Header(frame_id="camera_color_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_000, 123_456_789
+    return header
+
+
+def _expect_hand(got, hand, side_code: int) -> None:
+    """A HandMesh against values taken from the HandsResult here (HandMesh.msg's contract:
+    an invalid hand keeps side, confidence and faces; the rest zero, identity orientation)."""
+    v = hand.valid
+    assert got.side == side_code and got.valid is v
+    np.testing.assert_allclose(got.confidence, hand.confidence, **F32)
+    p, o = got.wrist_pose.position, got.wrist_pose.orientation
+    np.testing.assert_allclose([p.x, p.y, p.z], hand.wrist_position if v else np.zeros(3), **F32)
+    np.testing.assert_allclose([o.x, o.y, o.z, o.w], hand.wrist_quat if v else [0, 0, 0, 1], **F32)
+    assert got.metric is (hand.metric and v)
+    assert got.placement == (hand.placement if v else 0)
+    assert len(got.joints) == 21
+    np.testing.assert_allclose([[j.x, j.y, j.z] for j in got.joints],
+                               hand.joints if v else np.zeros((21, 3)), **F32)
+    for name, want in (("vertices", hand.vertices), ("pose", hand.pose), ("shape", hand.shape),
+                       ("keypoints_2d", hand.keypoints_2d)):
+        arr = np.asarray(getattr(got, name))
+        assert arr.dtype == np.float32 and arr.size == want.size, name
+        np.testing.assert_allclose(arr, want.reshape(-1) if v else 0.0, **F32, err_msg=name)
+    faces = np.asarray(got.faces)
+    assert faces.dtype == np.uint32
+    np.testing.assert_array_equal(faces, hand.faces.reshape(-1))
+
+
+def test_fast_two_hand_mesh_has_the_result_values() -> None:
+    """The TwoHandMesh the node publishes (CDR written from the arrays), read back by rclpy,
+    holds the result's values field by field, and equals the message the rclpy path builds
+    from the same result exactly."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from dir_ros.ros.messages import FastMessages, to_two_hand_mesh, two_hand_mesh_cdr
+
+    assert FastMessages().mesh_enabled  # the node uses the fast path on this distro
+    result, header = _frame_result(), _header()
+    data = two_hand_mesh_cdr(result, header)
+    assert isinstance(data, bytes)
+    got = deserialize_message(data, msg_mod.TwoHandMesh)
+    assert got.header.frame_id == header.frame_id
+    assert (got.header.stamp.sec, got.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
+    _expect_hand(got.left, result.left, msg_mod.HandMesh.LEFT)
+    _expect_hand(got.right, result.right, msg_mod.HandMesh.RIGHT)
+    # the rclpy path (what the node published before): the same content, exactly
+    old = serialize_message(to_two_hand_mesh(result, header))
+    assert len(old) == len(data) and got == deserialize_message(old, msg_mod.TwoHandMesh)
+
+
+def test_fast_tf_has_the_wrist_poses() -> None:
+    """The TFMessage written from the arrays: one transform per valid hand, child
+    `<prefix><side>_wrist` under the image frame; none when no hand is valid."""
+    tf2_msgs = pytest.importorskip("tf2_msgs.msg")
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from dir_ros.ros.messages import FastMessages, tf_message_cdr, wrist_transforms
+
+    assert FastMessages(tf2_msgs.TFMessage).tf_enabled
+    result, header = _frame_result(), _header()
+    got = deserialize_message(tf_message_cdr(result, header, "robot1/"), tf2_msgs.TFMessage)
+    assert [t.child_frame_id for t in got.transforms] == ["robot1/left_wrist"]
+    t = got.transforms[0]
+    assert t.header.frame_id == header.frame_id and t.header.stamp == header.stamp
+    tr, rot = t.transform.translation, t.transform.rotation
+    np.testing.assert_allclose([tr.x, tr.y, tr.z], result.left.wrist_position, **F32)
+    np.testing.assert_allclose([rot.x, rot.y, rot.z, rot.w], result.left.wrist_quat, **F32)
+    old = serialize_message(tf2_msgs.TFMessage(transforms=wrist_transforms(result, header,
+                                                                            "robot1/")))
+    assert got == deserialize_message(old, tf2_msgs.TFMessage)
+    result.left.valid = False
+    assert tf_message_cdr(result, header, "") is None
+
+
+def test_fast_mesh_marker_points_are_the_triangles() -> None:
+    """The mesh marker (CDR from the arrays) lists each face's three vertices in order."""
+    from rclpy.serialization import deserialize_message
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from dir_ros.ros.markers import FastMarkerSerializer
+
+    result, header = _frame_result(), _header()
+    got = deserialize_message(FastMarkerSerializer()(result, header), MarkerArray)
+    by_ns = {m.ns: m for m in got.markers}
+    mesh = by_ns["left/mesh"]
+    assert mesh.type == Marker.TRIANGLE_LIST and mesh.action == Marker.ADD
+    want = result.left.vertices[result.left.faces.reshape(-1)]
+    np.testing.assert_allclose([[p.x, p.y, p.z] for p in mesh.points], want, **F32)
+    assert [by_ns[f"right/{k}"].action for k in ("mesh", "joints", "bones")] == [Marker.DELETE] * 3

@@ -248,14 +248,34 @@ def test_best_effort_stream(ctx: Any, running_node: NodeProcess) -> None:
         img = probe.debug[-1]
         assert (img.width, img.height, img.encoding) == (W, H, "rgb8")
         # diagnostics: rates, drops, latency, device
-        assert probe.spin_until(lambda: any(s.name.startswith("hands_node") for a in
-                                            probe.diagnostics for s in a.status), 10.0)
-        status = [s for a in probe.diagnostics for s in a.status
-                  if s.name.startswith("hands_node")][-1]
+        def latest() -> Any:
+            found = [s for a in probe.diagnostics for s in a.status
+                     if s.name.startswith("hands_node")]
+            return found[-1] if found else None
+
+        # a status from after the frames above: it has the per-stage table
+        assert probe.spin_until(lambda: latest() is not None and any(
+            kv.key == "stage_total_ms" for kv in latest().values), 10.0)
+        status = latest()
         keys = {kv.key: kv.value for kv in status.values}
         assert {"input_rate_hz", "processed_rate_hz", "dropped_total", "latency_ms_median",
                 "device"} <= set(keys)
         assert keys["device"] == "cpu" and status.hardware_id == "cpu"
+        # per-stage timing table: one key per stage, median / mean / p90 ms and frames
+        stages = {k.removeprefix("stage_").removesuffix("_ms"):
+                  dict(part.split("=") for part in v.split()) for k, v in keys.items()
+                  if k.startswith("stage_")}
+        assert {"queue", "decode", "predict", "predict_network", "mesh_build", "mesh_publish",
+                "markers_build", "markers_publish", "debug_image", "total"} <= set(stages)
+        for name, s in stages.items():
+            assert set(s) == {"median", "mean", "p90", "n"}, name
+            median, p90, n = float(s["median"]), float(s["p90"]), int(s["n"])
+            assert 0.0 <= median <= p90 and n >= 1, (name, s)
+        # every processed frame's total contains its predict(): so do the medians
+        assert float(stages["total"]["median"]) >= float(stages["predict"]["median"])
+        # the predictor's steps keep their keys (<step>_ms_median, 0.1 ms: the same median)
+        assert abs(float(keys["network_ms_median"])
+                   - float(stages["predict_network"]["median"])) <= 0.051
     finally:
         probe.close()
 

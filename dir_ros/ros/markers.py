@@ -12,7 +12,6 @@ message (and that the lengths agree) and otherwise falls back to the rclpy messa
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,6 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from dir_ros.hand_model import BONE_PARENTS
 from dir_ros.overlay import HAND_COLOURS
 from dir_ros.results import FrameResult, HandsResult
+from dir_ros.ros.cdr import CdrWriter, check_against_rclpy
 
 MESH_ALPHA = 0.8  # mesh opacity, as the interface proposes
 JOINT_DIAMETER_M = 0.008  # sphere size of the keypoints
@@ -34,6 +34,7 @@ BONE_WIDTH_M = 0.003  # line width of the skeleton
 # flicker between frames; a hand that is lost is removed at once by an explicit DELETE.
 LIFETIME_S = 2.0
 MARKER_ID = 0  # one marker per namespace
+_NO_POINTS = np.zeros((0, 3))
 _NS_PER_S = 1_000_000_000
 # (child, parent) keypoint index pairs of the skeleton, flattened: the LINE_LIST order
 _BONE_PAIRS = np.array([(c, p) for c, p in enumerate(BONE_PARENTS, start=1)]).reshape(-1)
@@ -104,32 +105,9 @@ def frame_markers(result: FrameResult, header: Header) -> MarkerArray:
     return to_marker_array(frame_marker_data(result), header)
 
 
-class _Cdr:
-    """Minimal little-endian CDR writer (XCDR1, as rmw_fastrtps serialises ROS 2 messages)."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray(b"\x00\x01\x00\x00")  # encapsulation: CDR_LE, options 0
-
-    def align(self, n: int) -> None:
-        self.buf += b"\x00" * ((-(len(self.buf) - 4)) % n)
-
-    def pack(self, fmt: str, *values: object) -> None:
-        self.align(struct.calcsize(fmt[1] if len(fmt) > 1 else fmt))
-        self.buf += struct.pack("<" + fmt, *values)
-
-    def string(self, s: str) -> None:
-        b = s.encode("utf-8") + b"\x00"
-        self.pack("I", len(b))
-        self.buf += b
-
-    def header(self, h: Header) -> None:
-        self.pack("iI", h.stamp.sec, h.stamp.nanosec)
-        self.string(h.frame_id)
-
-
 def marker_array_cdr(markers: list[MarkerData], header: Header) -> bytes:
     """Serialised visualization_msgs/MarkerArray (Jazzy layout) without rclpy objects."""
-    w = _Cdr()
+    w = CdrWriter()
     w.pack("I", len(markers))
     life = _lifetime()
     for d in markers:
@@ -141,12 +119,11 @@ def marker_array_cdr(markers: list[MarkerData], header: Header) -> bytes:
         w.pack("ddd", *((0.0, 0.0, 0.0) if deleting else d.scale))
         w.pack("ffff", *((0.0, 0.0, 0.0, 0.0) if deleting else d.color))
         w.pack("iI", life.sec, life.nanosec)
-        w.buf += b"\x00"  # frame_locked false
-        pts = None if deleting or d.points is None else np.asarray(d.points, "<f8").reshape(-1, 3)
-        w.pack("I", 0 if pts is None else len(pts))
-        if pts is not None and len(pts):
-            w.align(8)
-            w.buf += np.ascontiguousarray(pts).tobytes()
+        w.pack("?", False)  # frame_locked
+        pts = _NO_POINTS if deleting or d.points is None else np.reshape(d.points, (-1, 3))
+        w.pack("I", len(pts))  # points: geometry_msgs/Point[], x y z float64 each
+        if len(pts):
+            w.array(pts, "<f8")
         w.pack("I", 0)  # colors
         w.string("")  # texture_resource
         w.pack("iI", 0, 0)  # texture.header.stamp
@@ -158,12 +135,13 @@ def marker_array_cdr(markers: list[MarkerData], header: Header) -> bytes:
         w.string("")  # mesh_resource
         w.string("")  # mesh_file.filename
         w.pack("I", 0)  # mesh_file.data
-        w.buf += b"\x00"  # mesh_use_embedded_materials false
-    return bytes(w.buf)
+        w.pack("?", False)  # mesh_use_embedded_materials
+    return w.bytes()
 
 
 class FastMarkerSerializer:
-    """Serialises frames' markers to CDR bytes when that matches rclpy byte for byte."""
+    """Serialises frames' markers to CDR bytes when rclpy reads them back as its own
+    MarkerArray (checked once here), else builds that MarkerArray."""
 
     def __init__(self) -> None:
         self.enabled = self._self_check()
@@ -173,8 +151,6 @@ class FastMarkerSerializer:
         """True when marker_array_cdr has rclpy's length for a sample and deserialises (rclpy)
         to the same message (padding bytes are unspecified, so bytes are not compared)."""
         try:
-            from rclpy.serialization import deserialize_message, serialize_message
-
             h = Header(frame_id="check_frame")
             h.stamp.sec, h.stamp.nanosec = 12, 345
             rng = np.random.default_rng(0)
@@ -183,11 +159,7 @@ class FastMarkerSerializer:
                       MarkerData("b/j", Marker.SPHERE_LIST, Marker.ADD, (1.0, 0.5, 0.25, 1.0),
                                  (0.01, 0.01, 0.01), rng.normal(size=(2, 3))),
                       MarkerData("c", Marker.LINE_LIST, Marker.DELETE)]
-            msg = to_marker_array(sample, h)
-            fast = marker_array_cdr(sample, h)
-            slow = serialize_message(msg)
-            return (len(slow) == len(fast) and deserialize_message(fast, MarkerArray)
-                    == deserialize_message(slow, MarkerArray))
+            return check_against_rclpy(marker_array_cdr(sample, h), to_marker_array(sample, h))
         except Exception:
             return False
 

@@ -1,18 +1,27 @@
-"""Fill rclpy messages (TwoHandMesh, TFMessage, Image, PointCloud2) from dir_ros results."""
+"""Fill rclpy messages (TwoHandMesh, TFMessage, Image, PointCloud2) from dir_ros results.
+
+The node's per-frame TwoHandMesh and TFMessage are written as CDR bytes straight from the
+result's arrays (two_hand_mesh_cdr, tf_message_cdr; FastMessages checks at startup that rclpy
+reads them back as the messages to_two_hand_mesh / wrist_transforms build, and uses those
+otherwise): no geometry_msgs/Point objects, no per-field Python conversions.
+"""
 from __future__ import annotations
 
 import array
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 from geometry_msgs.msg import Point, TransformStamped
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from dir_ros import geometry as geo
 from dir_ros.hands_msg import result_to_fields
 from dir_ros.msg import HandMesh, TwoHandMesh
 from dir_ros.pointcloud import cloud_fields, hand_points
-from dir_ros.results import FrameResult
+from dir_ros.results import (NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, PLACEMENT_DEPTH, FrameResult,
+                             HandsResult)
+from dir_ros.ros.cdr import CdrWriter, check_against_rclpy
 
 
 def fill_hand(msg: HandMesh, f: Mapping[str, Any]) -> HandMesh:
@@ -85,3 +94,99 @@ def rgb_to_image(rgb: np.ndarray, header: Optional[Header] = None) -> Image:
     msg.height, msg.width, msg.encoding, msg.step = h, w, "rgb8", w * 3
     msg.data = array.array("B", np.ascontiguousarray(rgb, np.uint8).tobytes())
     return msg
+
+
+# ---- CDR fast path ----------------------------------------------------------------------
+
+def _hand_cdr(w: CdrWriter, f: Mapping[str, Any]) -> None:
+    """One HandMesh in msg/HandMesh.msg field order, from its dir_ros.hands_msg field values
+    (the values fill_hand copies into an rclpy message)."""
+    w.pack("B?", f["side"], f["valid"])
+    w.pack("f", f["confidence"])
+    w.array(f["wrist_pose"]["position"], "<f8")  # geometry_msgs/Point
+    w.array(f["wrist_pose"]["orientation"], "<f8")  # geometry_msgs/Quaternion
+    w.pack("?B", f["metric"], f.get("placement", 0))
+    w.array(np.reshape(f["joints"], (NUM_KEYPOINTS, 3)), "<f8")  # Point[21]: x y z float64
+    w.sequence(f["vertices"], "<f4")
+    w.sequence(f["faces"], "<u4")
+    w.array(np.reshape(f["pose"], NUM_POSE), "<f4")
+    w.array(np.reshape(f["shape"], NUM_SHAPE), "<f4")
+    w.array(np.reshape(f["keypoints_2d"], 2 * NUM_KEYPOINTS), "<f4")
+
+
+def two_hand_mesh_cdr(result: FrameResult, header: Header) -> bytes:
+    """FrameResult -> serialised TwoHandMesh with the given header (the content of
+    to_two_hand_mesh's message, without rclpy objects)."""
+    fields = result_to_fields(result)
+    w = CdrWriter()
+    w.header(header)
+    _hand_cdr(w, fields["left"])
+    _hand_cdr(w, fields["right"])
+    return w.bytes()
+
+
+def tf_message_cdr(result: FrameResult, header: Header, prefix: str) -> Optional[bytes]:
+    """Serialised tf2_msgs/TFMessage of wrist_transforms' transforms (valid hands); None
+    when no hand is valid (nothing to publish)."""
+    hands = [h for h in result.hands() if h.valid]
+    if not hands:
+        return None
+    w = CdrWriter()
+    w.pack("I", len(hands))
+    for hand in hands:
+        w.header(header)
+        w.string(f"{prefix}{hand.side}_wrist")
+        w.array(np.reshape(hand.wrist_position, 3), "<f8")  # translation x y z
+        w.array(np.reshape(hand.wrist_quat, 4), "<f8")  # rotation x y z w
+    return w.bytes()
+
+
+def _check_sample() -> tuple[FrameResult, Header]:
+    """A small deterministic frame for the startup checks: a valid metric left hand with
+    every field non-zero, an invalid right hand (zeroed fields, kept faces); a header."""
+    rng = np.random.default_rng(0)
+    num_verts, num_faces = 7, 5
+    faces = rng.integers(0, num_verts, (num_faces, 3))
+    left = HandsResult(
+        side="left", valid=True, confidence=0.8125, vertices=rng.normal(size=(num_verts, 3)),
+        joints=rng.normal(size=(NUM_KEYPOINTS, 3)), wrist_position=rng.normal(size=3),
+        wrist_quat=np.array([0.5, -0.5, 0.5, 0.5]), metric=True,
+        pose=rng.normal(size=NUM_POSE), shape=rng.normal(size=NUM_SHAPE),
+        keypoints_2d=rng.uniform(0, 640, (NUM_KEYPOINTS, 2)), faces=faces,
+        placement=PLACEMENT_DEPTH)
+    right = HandsResult.invalid("right", faces, num_verts)
+    right.confidence = 0.25
+    header = Header(frame_id="check_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = 1234, 567_890_123
+    return FrameResult(left, right, geo.full_frame_box(640, 480)), header
+
+
+class FastMessages:
+    """The node's TwoHandMesh and TFMessage as CDR bytes (two_hand_mesh_cdr, tf_message_cdr)
+    where a startup check shows rclpy reads them back as the messages of the rclpy path
+    (to_two_hand_mesh, wrist_transforms), else as those rclpy messages."""
+
+    def __init__(self, tf_message_type: Optional[type] = None) -> None:
+        self._tf_type = tf_message_type
+        result, header = _check_sample()
+        self.mesh_enabled = check_against_rclpy(two_hand_mesh_cdr(result, header),
+                                                to_two_hand_mesh(result, header))
+        self.tf_enabled = tf_message_type is not None and check_against_rclpy(
+            tf_message_cdr(result, header, "check/") or b"",
+            tf_message_type(transforms=wrist_transforms(result, header, "check/")))
+
+    def mesh(self, result: FrameResult, header: Header) -> Union[bytes, TwoHandMesh]:
+        """TwoHandMesh of one frame: CDR bytes, or the rclpy message (fallback)."""
+        if self.mesh_enabled:
+            return two_hand_mesh_cdr(result, header)
+        return to_two_hand_mesh(result, header)
+
+    def tf(self, result: FrameResult, header: Header, prefix: str) -> Optional[Any]:
+        """TFMessage of the valid hands' wrists (bytes or the rclpy message); None when no
+        hand is valid or tf2_msgs is missing."""
+        if self.tf_enabled:
+            return tf_message_cdr(result, header, prefix)
+        transforms = wrist_transforms(result, header, prefix)
+        if not transforms or self._tf_type is None:
+            return None
+        return self._tf_type(transforms=transforms)

@@ -2,7 +2,9 @@
 
 Threading: the subscription callback only drops the newest message into a one-slot mailbox
 (an older unprocessed one is replaced and counted as dropped); a worker thread decodes,
-runs the network and publishes. So a slow model never builds a backlog.
+runs the network and publishes. So a slow model never builds a backlog. The worker also
+builds the predictor (torch runs in that one thread: see HandsNode._work). Each frame's
+stages are timed and summarised in /diagnostics (`stage_<name>_ms`, NODE_STAGES).
 
 Run: `ros2 run dir_ros hands_node --ros-args -r image:=/camera/image_raw ...`, or as a plain
 executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
@@ -50,15 +52,30 @@ from dir_ros import smoothing as S
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
 from dir_ros.ros.depth_input import DepthInput, stamp_seconds
-from dir_ros.ros.messages import (rgb_to_image, to_point_cloud, to_two_hand_mesh,
-                                  wrist_transforms)
+from dir_ros.ros.messages import FastMessages, rgb_to_image, to_point_cloud
+from dir_ros.ros.stage_timing import StageTimes, format_stage
 
 NODE_NAME = "hands_node"
 EXIT_BAD_CONFIG = 2  # exit status for refused parameters / missing files at startup
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0  # at most one repeated error log per this many seconds
 LATENCY_WINDOW = 100  # frames kept for latency statistics
+# Per-stage timing of each frame (/diagnostics `stage_<name>_ms`: median / mean / p90 over the
+# last STAGE_WINDOW frames, dir_ros.ros.stage_timing), in pipeline order: transport = header
+# stamp -> image callback (wall clock; only when the camera stamps with this machine's clock,
+# see TRANSPORT_MAX_S), queue = callback -> worker, then the worker's stages; the predictor's
+# own steps follow as predict_<step> (crop, network, post for DIR); total = callback -> last
+# publish (the latency).
+NODE_STAGES = ("transport", "queue", "decode", "intrinsics", "predict", "depth", "smoothing",
+               "mesh_build", "mesh_publish", "markers_build", "markers_publish", "points",
+               "tf", "debug_image", "total")
+# A stamp -> callback difference outside [0, TRANSPORT_MAX_S] s is not transport: the camera
+# stamps with another clock (a device clock, a bag's time) and the stage is not timed.
+TRANSPORT_MAX_S = 5.0
 WORKER_JOIN_TIMEOUT_S = 5.0
+# Slice of the constructor's wait for the predictor (built in the inference thread): Ctrl-C
+# is handled between slices at the latest.
+BUILD_WAIT_SLICE_S = 0.1
 OUTPUT_DEPTH = 10  # outputs: RELIABLE depth 10 (ROS_INTERFACE.md)
 TF_DEPTH = 100  # /tf as tf2_ros publishes it: RELIABLE depth 100
 # Image / camera_info subscription queue. The mailbox keeps only the newest frame anyway;
@@ -111,12 +128,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("hand_model", "", "Folder with MANO_LEFT.pkl and MANO_RIGHT.pkl; '' = bundled "
               "open hand model (weights/open_hand).", read_only=True),
     ParamSpec("device", "auto", "Torch device.", choices=P.DEVICES, read_only=True),
-    ParamSpec("precision", "fp32", "Inference precision (fp16/bf16: CUDA autocast only).",
-              choices=P.PRECISIONS, read_only=True),
-    ParamSpec("runtime", "torch", "How the DIR network runs: torch (eager) or onnxruntime "
-              "(its ONNX export, CPU only, faster than eager; exported once and cached in "
-              "`export_cache`; falls back to torch with a warning when unavailable).",
-              choices=P.RUNTIMES, read_only=True),
+    ParamSpec("precision", "fp32", "Inference precision. runtime torch: fp16/bf16 = CUDA "
+              "autocast (fp32 on the CPU); runtime openvino: bf16/fp16 = OpenVINO's CPU bf16 "
+              "where the CPU has it (f32 otherwise; the precision used is logged); runtime "
+              "onnxruntime: fp32 only.", choices=P.PRECISIONS, read_only=True),
+    ParamSpec("runtime", "torch", "How the DIR network runs: torch (eager), onnxruntime or "
+              "openvino (its ONNX export, CPU only, faster than eager; openvino is the faster "
+              "and also runs bf16; exported once and cached in `export_cache`; falls back to "
+              "torch with a warning when unavailable).", choices=P.RUNTIMES, read_only=True),
     ParamSpec("export_cache", "", "Folder of the cached ONNX exports (keyed by model config "
               "and weights); '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export).",
               read_only=True),
@@ -266,8 +285,9 @@ class Stats:
     too_large: int = 0  # frames refused by max_image_pixels / the side limit (in decode_errors)
     latency_ms: collections.deque = field(default_factory=lambda: collections.deque(
         maxlen=LATENCY_WINDOW))
-    # per-step timings of the predictor (FrameResult.timings: crop_ms, network_ms, detect_ms, ...)
-    step_ms: dict[str, collections.deque] = field(default_factory=dict)
+    # per-stage timings of the last frames (NODE_STAGES, then the predictor's own steps:
+    # FrameResult.timings crop_ms, network_ms, detect_ms, ... as predict_crop, ...)
+    stages: StageTimes = field(default_factory=lambda: StageTimes(NODE_STAGES))
     # latest fit residual (mm) per side from the landmark backend (nan when none)
     fit_residual_mm: dict[str, float] = field(default_factory=dict)
     # latest placement per side: (PLACEMENT_NAMES name, why depth was not used or '')
@@ -386,14 +406,25 @@ class HandsNode(Node):
         try:
             self._start(predictor_factory)
         except BaseException:
+            self._release_worker()
             self._log_bridge.uninstall()
             raise
+
+    def _release_worker(self) -> None:
+        """Tell the inference thread to end without waiting for it (a failed or interrupted
+        startup: it may still be building the predictor; it is a daemon)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            self._stop.set()
+            with lock:
+                lock.notify_all()
 
     def _start(self, predictor_factory: Callable[[dict], Any]) -> None:
         """Declare and check the parameters, build the predictor, open the topics and start
         the worker (the constructor's body, run with the log bridge installed)."""
         self._lock = threading.Condition()
-        self._mailbox: Optional[tuple[Any, float]] = None
+        # (message, monotonic and wall-clock time of its callback) of the newest frame
+        self._mailbox: Optional[tuple[Any, float, float]] = None
         self._stop = threading.Event()
         self.stats = Stats()
         # (K, CameraInfo size, roi (x, y, w, h)) of the latest CameraInfo, swapped as one tuple
@@ -408,12 +439,18 @@ class HandsNode(Node):
         error = check_param("crop", cfg["crop"], cfg)
         if error:
             raise ConfigError(error)
+        predictor_config = ({k: cfg[k] for k in (
+            "backend", "weights", "model_config", "hand_model", "device", "precision", "runtime",
+            "export_cache", "min_confidence", "crop", "mirrored_input")}
+            | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
+        # the inference thread builds the predictor (see _work) and then serves the mailbox
+        self._built = threading.Event()
+        self._build_error: Optional[BaseException] = None
+        self._worker = threading.Thread(target=self._work, name="hands_inference", daemon=True,
+                                        args=(predictor_factory, predictor_config))
+        self._worker.start()
         try:
-            self.predictor = predictor_factory(
-                {k: cfg[k] for k in ("backend", "weights", "model_config", "hand_model", "device",
-                                     "precision", "runtime", "export_cache", "min_confidence",
-                                     "crop", "mirrored_input")}
-                | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
+            self._wait_for_predictor()
         except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
                 HandModelError) as e:  # unreadable weights / hand model: a one-line refusal
             text = e.args[0] if isinstance(e, KeyError) and e.args else e  # no repr quotes
@@ -425,8 +462,6 @@ class HandsNode(Node):
         # the precision actually used (the predictor falls back to fp32 off CUDA)
         self.precision = str(getattr(self.predictor, "precision", cfg["precision"]))
         self._setup_io()
-        self._worker = threading.Thread(target=self._work, name="hands_inference", daemon=True)
-        self._worker.start()
         self.get_logger().info(
             f"ready: {self._image_topic} -> {self.resolve_topic_name('hands')} on "
             f"{self.device_name} ({self.precision}), backend {self.backend}"
@@ -562,6 +597,10 @@ class HandsNode(Node):
         if not self._markers.enabled:
             self.get_logger().warning("fast marker serialisation unavailable for this "
                                       "visualization_msgs/Marker layout: using the slow path")
+        self._messages = FastMessages(self._TFMessage if self.pub_tf is not None else None)
+        if not self._messages.mesh_enabled:
+            self.get_logger().warning("fast TwoHandMesh serialisation unavailable for this "
+                                      "middleware: building rclpy messages (slower)")
 
     def _set_debug_publisher(self, enabled: bool) -> None:
         """Advertise hands/debug_image only while publish_debug_image is true."""
@@ -632,7 +671,7 @@ class HandsNode(Node):
             self.stats.received += 1
             if self._mailbox is not None:
                 self.stats.dropped += 1
-            self._mailbox = (msg, time.monotonic())
+            self._mailbox = (msg, time.monotonic(), time.time())
             self._lock.notify()
 
     def _warn_once(self, key: str, text: str) -> None:
@@ -651,17 +690,41 @@ class HandsNode(Node):
         (self.get_logger().error if error else self.get_logger().warning)(text)
 
     # ---- processing (worker thread)
-    def _work(self) -> None:
+    def _work(self, predictor_factory: Callable[[dict], Any], config: dict[str, Any]) -> None:
+        """The inference thread: build the predictor, then serve the mailbox. Torch runs in
+        this one thread only: a second thread running torch (the model built in the main
+        thread) gives OpenMP two thread teams on the cores, whose workers then sleep between
+        parallel regions instead of spinning (the light network: 43 instead of 27 ms)."""
+        try:
+            self.predictor = predictor_factory(config)
+        except BaseException as e:  # handed to the constructor, which raises it
+            self._build_error = e
+            return
+        finally:
+            self._built.set()
+        self._serve()
+
+    def _wait_for_predictor(self) -> None:
+        """Wait until the inference thread has built the predictor; raise its error. Waits in
+        short slices so that Ctrl-C reaches the main thread at once."""
+        while not self._built.wait(BUILD_WAIT_SLICE_S):
+            pass
+        if self._build_error is not None:
+            error, self._build_error = self._build_error, None
+            raise error
+
+    def _serve(self) -> None:
+        """Process the newest frame of the mailbox until stopped."""
         while not self._stop.is_set():
             with self._lock:
                 while self._mailbox is None and not self._stop.is_set():
                     self._lock.wait(timeout=0.5)
                 if self._stop.is_set():
                     return
-                msg, t_recv = self._mailbox
+                msg, t_recv, wall_recv = self._mailbox
                 self._mailbox = None
             try:
-                self._process(msg, t_recv)
+                self._process(msg, t_recv, wall_recv)
             except Exception as e:  # keep serving: one bad frame must not kill the node
                 if self._stop.is_set():  # shutting down: publishers may already be gone
                     return
@@ -670,7 +733,16 @@ class HandsNode(Node):
                 self._log_throttled(f"inference:{type(e).__name__}",
                                     f"processing failed: {type(e).__name__}: {e}")
 
-    def _process(self, msg: Any, t_recv: float) -> None:
+    def _process(self, msg: Any, t_recv: float, wall_recv: float) -> None:
+        """Decode, predict, smooth and publish one frame; time each stage (NODE_STAGES).
+        t_recv / wall_recv: monotonic / wall-clock time of the image callback (s)."""
+        timer = self.stats.stages  # written by this thread only; committed under the lock
+        timer.discard()  # what a failed frame left
+        timer.start()
+        timer.add("queue", 1e3 * (time.monotonic() - t_recv))
+        transport_s = wall_recv - stamp_seconds(msg.header.stamp)
+        if 0.0 <= transport_s <= TRANSPORT_MAX_S:
+            timer.add("transport", 1e3 * transport_s)
         try:
             rgb = decode_image_msg(msg, int(self.cfg["max_image_pixels"]))
         except (ValueError, cv2.error) as e:  # cv2.error too: OpenCV's checks are decode errors
@@ -682,6 +754,7 @@ class HandsNode(Node):
             self._log_throttled(f"decode:{kind}",
                                 f"cannot decode image from {self._image_topic}: {e}")
             return
+        timer.lap("decode")
         cam = self._camera
         K = None
         if cam is None:
@@ -695,38 +768,53 @@ class HandsNode(Node):
                 self._warn_once(f"Ksize:{info_size}:{rgb.shape[1]}x{rgb.shape[0]}",
                                 f"camera_info is {info_size[0]}x{info_size[1]} but the image is "
                                 f"{rgb.shape[1]}x{rgb.shape[0]}: K scaled to the image")
+        timer.lap("intrinsics")
         result = self._finite_hands(self.predictor.predict(rgb, K))
+        timer.lap("predict")
+        for key, ms in result.timings.items():  # the predictor's own steps
+            timer.add(f"predict_{key.removesuffix('_ms')}", ms)
         depth_problem = None
         if self._depth is not None:
             depth_problem = self._depth.place(result, K, stamp_seconds(msg.header.stamp),
                                               float(self.cfg["depth_stamp_tolerance"]))
+            timer.lap("depth")
         if self.smoother is not None:
             t = stamp_seconds(msg.header.stamp)
             result = self.smoother(result, t if t > 0 else t_recv)
+            timer.lap("smoothing")
         header = msg.header
-        self.pub_hands.publish(to_two_hand_mesh(result, header))
+        mesh = self._messages.mesh(result, header)
+        timer.lap("mesh_build")
+        self.pub_hands.publish(mesh)
+        timer.lap("mesh_publish")
         if self.cfg["publish_markers"]:
-            self.pub_markers.publish(self._markers(result, header))
+            markers = self._markers(result, header)
+            timer.lap("markers_build")
+            self.pub_markers.publish(markers)
+            timer.lap("markers_publish")
         if self.pub_points is not None:
             self.pub_points.publish(to_point_cloud(result, header))
+            timer.lap("points")
         if self.cfg["publish_tf"] and self.pub_tf is not None:
             if not header.frame_id:
                 self._warn_once("noframe", "image header has no frame_id: no TF published")
             else:
-                transforms = wrist_transforms(result, header, self.cfg["frame_prefix"])
-                if transforms:
-                    self.pub_tf.publish(self._TFMessage(transforms=transforms))
+                transforms = self._messages.tf(result, header, self.cfg["frame_prefix"])
+                if transforms is not None:
+                    self.pub_tf.publish(transforms)
+                timer.lap("tf")
         if self.cfg["publish_debug_image"]:
             debug = rgb_to_image(draw_debug(rgb, result, K), header)
             with self._debug_lock:
                 if self.pub_debug is not None:
                     self.pub_debug.publish(debug)
+            timer.lap("debug_image")
+        latency_ms = 1e3 * (time.monotonic() - t_recv)
+        timer.add("total", latency_ms)
         with self._lock:
             self.stats.processed += 1
-            self.stats.latency_ms.append(1e3 * (time.monotonic() - t_recv))
-            for key, ms in result.timings.items():
-                self.stats.step_ms.setdefault(
-                    key, collections.deque(maxlen=LATENCY_WINDOW)).append(ms)
+            self.stats.latency_ms.append(latency_ms)
+            timer.commit()
             for h in result.hands():
                 self.stats.fit_residual_mm[h.side] = h.fit_residual_mm if h.valid else float("nan")
                 self.stats.placement[h.side] = (
@@ -759,10 +847,11 @@ class HandsNode(Node):
             delta = {k: v - s.last.get(k, 0) for k, v in cur.items()}
             s.last, s.last_time = cur, now
             lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
-            steps = {k: float(np.median(v)) for k, v in s.step_ms.items() if v}
+            stage_window = s.stages.snapshot()  # statistics outside the lock
             residuals = dict(s.fit_residual_mm)
             placement = dict(s.placement)
             depth_problem = s.depth_problem
+        stages = stage_window.summary()
         status = DiagnosticStatus(name=f"{self.get_name()}: hand reconstruction",
                                   hardware_id=self.device_name)
         if delta["inference_errors"]:
@@ -791,7 +880,11 @@ class HandsNode(Node):
             "too_large_total": str(cur["too_large"]),  # refused by max_image_pixels / side
             "latency_ms_median": f"{np.median(lat):.1f}",  # receive -> published
             "latency_ms_max": f"{np.max(lat):.1f}",
-            **{f"{k.removesuffix('_ms')}_ms_median": f"{v:.1f}" for k, v in steps.items()},
+            # the predictor's steps as before (crop_ms_median, network_ms_median, ...)
+            **{f"{k.removeprefix('predict_')}_ms_median": f"{v[0]:.1f}"
+               for k, v in stages.items() if k.startswith("predict_")},
+            # per-stage table (NODE_STAGES): median / mean / p90 ms over the last frames
+            **{f"stage_{k}_ms": format_stage(*v) for k, v in stages.items()},
             **{f"{side}_fit_residual_mm": f"{v:.1f}" for side, v in residuals.items()
                if self.backend == "landmarks"},
             "backend": self.backend,
