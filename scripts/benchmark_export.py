@@ -23,7 +23,6 @@ depend on the weights' values; drift does (trained weights may drift differently
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dir_ros import export as E  # noqa: E402
-from dir_ros.machine import cpu_name  # noqa: E402
+from dir_ros.machine import cpu_name, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
 from dir_ros.model.config import DEFAULT_CONFIG as MODEL_DEFAULTS  # noqa: E402
 
@@ -276,9 +275,7 @@ def main() -> int:
               "samples_per_runtime": args.rounds * args.iters, "drift_photos": photos,
               "load_average_before": load_before, "load_average_after": load_after,
               "results": rows, "targets": targets}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}")
+    write_figures(args.json, result)
     return 0
 
 

@@ -15,7 +15,6 @@ run; its JSON goes to docs/benchmarks/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import BONE_PARENTS  # noqa: E402
-from dir_ros.machine import cpu_name  # noqa: E402
+from dir_ros.machine import cpu_name, write_figures  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 from dir_ros.model.projection import bone_end_weights, make_grid, project_bone_features  # noqa: E402
 
@@ -223,9 +222,7 @@ def main() -> int:
     print(f"machine: {machine}; torch {torch.__version__}; config {Path(args.config).name}")
     result = {"machine": machine, "torch": torch.__version__, "config": Path(args.config).name,
               "forward": bench_forward(args, device), "projection": bench_projection(args, device)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}")
+    write_figures(args.json, result)
     return 0
 
 

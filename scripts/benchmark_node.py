@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from dir_ros.machine import machine_info
+from dir_ros.machine import machine_info, write_figures
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STUB_FLAG = "--serve-stub-node"  # argv[1] that makes this file run the stub node itself
@@ -643,9 +643,7 @@ def main() -> int:
         report["baseline_predict_ms"] = base
         print(f"baseline predict() in-process: median {base:.1f} ms")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_figures(args.json, report)
     return 0
 
 

@@ -53,7 +53,7 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import benchmark_node as bench  # noqa: E402
 
-from dir_ros.machine import cpu_name  # noqa: E402
+from dir_ros.machine import cpu_name, write_figures  # noqa: E402
 
 TARGET_RATIO = 1.15  # issue 10, Speed item 3: node end-to-end <= 1.15x predict()
 DEFAULT_FRAMES = 40  # per block
@@ -296,9 +296,7 @@ def main() -> int:
         print(f"benchmark_node_overhead: {e}", file=sys.stderr)
         return 1
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_figures(args.json, report)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import NUM_KEYPOINTS, HandModelFileNotFoundError  # noqa: E402
-from dir_ros.machine import machine_info  # noqa: E402
+from dir_ros.machine import machine_info, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
 from dir_ros.model.synthetic import synthetic_hand_model  # noqa: E402
 
@@ -163,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
               "max_output_difference": diff,
               "note": "stageN.projection is part of stageN; network is one whole forward",
               "parts": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_figures(args.json, result)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ node dies; --json writes the figures and the RSS samples.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark_node beside this file
 import benchmark_node as bench  # noqa: E402
+from dir_ros.machine import write_figures  # noqa: E402
 
 DEFAULT_FRAMES = 10000
 DEFAULT_RATE_HZ = 30.0
@@ -141,9 +141,7 @@ def main() -> int:
                 "published", "received", "received_source", "answered", "mailbox_drops",
                 "errors", "transport_loss", "seconds", "answered_hz")},
             "node_exit_status": status, "pass": ok}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_figures(args.json, report)
     return 0 if ok else EXIT_GROWTH
 
 
