@@ -8,6 +8,7 @@ Skipped when the ROS messages are not built / importable.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -681,7 +682,8 @@ def test_malformed_params_file_one_line(tmp_path: Path) -> None:
 
 def test_sigint_during_startup_no_traceback(tmp_path: Path) -> None:
     """Ctrl-C while the model is being built ends quietly (exit 0, one line)."""
-    code = ("import sys, time\n"
+    code = ("import faulthandler, signal, sys, time\n"
+            "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
             "import dir_ros.ros.node as n\n"
             "def slow(cfg):\n"
             "    print('BUILDING', flush=True)\n"
@@ -698,7 +700,13 @@ def test_sigint_during_startup_no_traceback(tmp_path: Path) -> None:
                 assert proc.poll() is None, log.read_text()
                 time.sleep(0.1)
             proc.send_signal(2)
-            rc = proc.wait(EXIT_DEADLINE_S)
+            try:
+                rc = proc.wait(EXIT_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # every thread's Python stack into the log
+                time.sleep(1.0)
+                pytest.fail(f"no exit {EXIT_DEADLINE_S:g} s after Ctrl-C; its output and "
+                            f"stacks:\n{log.read_text()}")
         finally:
             if proc.poll() is None:
                 proc.kill()
