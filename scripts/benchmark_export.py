@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 from dir_ros import export as E  # noqa: E402
 from dir_ros.machine import cpu_name, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
-from dir_ros.model.config import DEFAULT_CONFIG as MODEL_DEFAULTS  # noqa: E402
 
 WARMUP_ITERS = 2       # untimed calls per runtime before timing (allocators, kernel choice)
 XYZ_FIELDS = ("joints_xyz", "verts_xyz")  # outputs in metres (root-relative)
@@ -60,10 +59,8 @@ Runner = Callable[[torch.Tensor], list[torch.Tensor]]
 
 
 def released_model(config: str, reference: torch.nn.Module) -> tuple[torch.nn.Module, str]:
-    """The network as released (materialised bone planes) with `reference`'s weights, and a
-    note; the plain config (note says so) where the model has no materialize_planes key."""
-    if "materialize_planes" not in MODEL_DEFAULTS.get("projection", {}):
-        return reference, "materialize_planes unknown to dir_ros.model: plain config"
+    """The network computed as released (materialised bone planes, plain attention convs)
+    with `reference`'s weights, and the config note that says so."""
     cfg = load_model_config(config)
     cfg["projection"] = {**cfg["projection"], "materialize_planes": True}
     model = build_dir(cfg)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -51,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from dir_ros.hand_model import build_hand_layers, HandLayer  # noqa: E402
 from dir_ros.landmark_backend import FIT_TORCH_THREADS  # noqa: E402
 from dir_ros.landmark_fit import NUM_FIT_PARAMS, HandFitter  # noqa: E402
-from dir_ros.machine import machine_info  # noqa: E402
+from dir_ros.machine import machine_info, write_figures  # noqa: E402
 
 WARMUP_CALLS = 3  # untimed calls per case before the rounds (allocator, lazy init)
 # Random plausible poses: the open hand model's leading PCA rows are hand synergies (grasp,
@@ -304,8 +303,7 @@ def main() -> None:
             print(f"per frame of the photos' landmarks: cold {ratio['cold']:.2f}x, warm "
                   f"{ratio['warm']:.2f}x")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_figures(Path(args.json), report)
 
 
 def photo_figures(args: argparse.Namespace, layers: Dict[str, HandLayer],

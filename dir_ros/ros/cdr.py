@@ -14,11 +14,13 @@ uint32 count + elements; fixed arrays as their elements.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any
 
 import numpy as np
 
+LOG = logging.getLogger("dir_ros.ros.cdr")
 ENCAPSULATION_CDR_LE = b"\x00\x01\x00\x00"  # representation id CDR_LE, options 0
 _HEADER_BYTES = len(ENCAPSULATION_CDR_LE)
 _ZEROS = bytes(8)  # padding source (alignment is at most 8)
@@ -76,13 +78,20 @@ class CdrWriter:
 def check_against_rclpy(fast: bytes, msg: Any) -> bool:
     """True when `fast` has the length of rclpy's serialisation of `msg` and rclpy reads both
     back as equal messages (padding bytes are not part of a message's content, so bytes
-    are not compared). False on any error (the fast path is then not used)."""
+    are not compared). False on any error, with the reason logged (the fast path is then
+    not used)."""
+    kind = type(msg).__name__
     try:
         from rclpy.serialization import deserialize_message, serialize_message
 
         slow = serialize_message(msg)
-        kind = type(msg)
-        return len(slow) == len(fast) and \
-            deserialize_message(fast, kind) == deserialize_message(slow, kind)
-    except Exception:
+        if len(slow) != len(fast):
+            LOG.warning("fast %s serialisation: %d bytes, rclpy %d", kind, len(fast), len(slow))
+            return False
+        if deserialize_message(fast, type(msg)) != deserialize_message(slow, type(msg)):
+            LOG.warning("fast %s serialisation reads back as another message", kind)
+            return False
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure means: use rclpy's path
+        LOG.warning("fast %s serialisation check failed (%s: %s)", kind, type(e).__name__, e)
         return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import os
 import pickle
 import re
 import signal
@@ -708,7 +709,11 @@ class HandsNode(Node):
         """Wait until the inference thread has built the predictor; raise its error. Waits in
         short slices so that Ctrl-C reaches the main thread at once."""
         while not self._built.wait(BUILD_WAIT_SLICE_S):
-            pass
+            # Ctrl-C does not always reach this thread as KeyboardInterrupt (twice in
+            # fresh-clone CI it kept waiting), but rclpy's own SIGINT/SIGTERM handler always
+            # shuts the context down: treat that as the interrupt.
+            if not self.context.ok():
+                raise KeyboardInterrupt
         if self._build_error is not None:
             error, self._build_error = self._build_error, None
             raise error
@@ -958,7 +963,11 @@ def main(args: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"[{NODE_NAME}] interrupted during startup", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
-        return 0
+        # The inference thread may still be inside native code building the model (weights,
+        # export, OpenVINO compile) and nothing there can be interrupted: interpreter
+        # shutdown and the libraries' exit handlers under it can hang or crash, so leave now.
+        sys.stdout.flush()
+        os._exit(0)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
