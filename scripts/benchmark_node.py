@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from dir_ros.machine import machine_info, write_figures
+from dir_ros.ros.demo import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STUB_FLAG = "--serve-stub-node"  # argv[1] that makes this file run the stub node itself
@@ -149,13 +149,7 @@ class NodeProcess:
     def stop(self) -> Optional[int]:
         """SIGINT (the node's clean shutdown), SIGKILL after NODE_EXIT_TIMEOUT_S; removes the
         log. Returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(NODE_EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, NODE_EXIT_TIMEOUT_S)
         self.log.close()
         try:
             os.unlink(self.log.name)

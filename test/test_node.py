@@ -24,6 +24,7 @@ try:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from dir_ros.msg import TwoHandMesh
+    from dir_ros.ros.demo import stop_process
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import Marker, MarkerArray
@@ -80,15 +81,9 @@ class NodeProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: the clean shutdown path
-            try:
-                self.proc.wait(EXIT_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = stop_process(self.proc, EXIT_DEADLINE_S)  # SIGINT: the clean shutdown path
         self._f.close()
-        return self.proc.returncode
+        return status
 
 
 def _light_params(*extra: str) -> list[str]:

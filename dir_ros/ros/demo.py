@@ -68,6 +68,19 @@ RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR n
 EXIT_OK, EXIT_INPUT, EXIT_NODE, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = NODE_EXIT_TIMEOUT_S) -> Optional[int]:
+    """Stop a node process: SIGINT (its clean shutdown), then SIGKILL when it has not exited
+    within timeout_s. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class DemoError(Exception):
     """A failure with a one-line message and an exit status (plus optional detail lines)."""
 
@@ -158,16 +171,10 @@ class NodeProcess:
 
     def stop(self) -> Optional[int]:
         """SIGINT (the node's clean shutdown), then SIGKILL after NODE_EXIT_TIMEOUT_S."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(NODE_EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = stop_process(self.proc)
         if not self._log.closed:
             self._log.close()
-        return self.proc.returncode
+        return status
 
 
 # ---- the ROS client ----------------------------------------------------------------------

@@ -745,7 +745,8 @@ class HandsNode(Node):
         timer.discard()  # what a failed frame left
         timer.start()
         timer.add("queue", 1e3 * (time.monotonic() - t_recv))
-        transport_s = wall_recv - stamp_seconds(msg.header.stamp)
+        stamp_s = stamp_seconds(msg.header.stamp)
+        transport_s = wall_recv - stamp_s
         if 0.0 <= transport_s <= TRANSPORT_MAX_S:
             timer.add("transport", 1e3 * transport_s)
         try:
@@ -780,12 +781,11 @@ class HandsNode(Node):
             timer.add(f"predict_{key.removesuffix('_ms')}", ms)
         depth_problem = None
         if self._depth is not None:
-            depth_problem = self._depth.place(result, K, stamp_seconds(msg.header.stamp),
+            depth_problem = self._depth.place(result, K, stamp_s,
                                               float(self.cfg["depth_stamp_tolerance"]))
             timer.lap("depth")
         if self.smoother is not None:
-            t = stamp_seconds(msg.header.stamp)
-            result = self.smoother(result, t if t > 0 else t_recv)
+            result = self.smoother(result, stamp_s if stamp_s > 0 else t_recv)
             timer.lap("smoothing")
         header = msg.header
         mesh = self._messages.mesh(result, header)
