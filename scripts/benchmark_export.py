@@ -12,6 +12,11 @@ random inputs, and the mean / max 3D joint drift (mm, root-relative joints_xyz o
 against eager fp32 on real photos' crops (../shared/images, cut by the detector crop as
 HandsPredictor does). Writes JSON; asserts nothing.
 
+Allocator: the process first makes glibc keep freed large blocks (dir_ros.machine.
+reuse_freed_memory). Without it the released eager baseline's per-call 75 MB temporaries
+page-fault or not depending on what ran before them (140 vs 195 ms per call here), and the
+ratios would move with the order of the rows; with it every row is timed at its fastest.
+
   python scripts/benchmark_export.py [--config config/model/dir_release.yaml] [--batch 1]
          [--threads 2] [--rounds 5] [--iters 4] [--images ../shared/images] [--no-int8]
          [--json docs/figures/benchmark_export.json]
@@ -38,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dir_ros import export as E  # noqa: E402
-from dir_ros.machine import cpu_name, write_figures  # noqa: E402
+from dir_ros.machine import cpu_name, reuse_freed_memory, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
 
 WARMUP_ITERS = 2       # untimed calls per runtime before timing (allocators, kernel choice)
@@ -172,6 +177,7 @@ def main() -> int:
                     help="leave out the static int8 (QDQ) rows")
     ap.add_argument("--json", type=Path, default=ROOT / "docs/figures/benchmark_export.json")
     args = ap.parse_args()
+    allocator = "glibc keeps freed blocks" if reuse_freed_memory() else "default"
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     torch.manual_seed(0)
@@ -243,6 +249,7 @@ def main() -> int:
     print(f"machine: {machine}; {args.threads} threads; config {Path(args.config).name}; "
           f"batch {args.batch}; export {export_s:.1f} s")
     print(f"weights: {WEIGHTS_NOTE}")
+    print(f"allocator: {allocator}")
     print(f"released baseline: {released_note}")
     found = ", ".join(f"{p['image']}: {p['hands_found']} hands" for p in photos) or "none"
     print(f"drift crops: {len(photos)} photos from {args.images} ({found})")
@@ -267,7 +274,7 @@ def main() -> int:
     for line in targets:
         print(line)
     result = {"machine": machine, "threads": args.threads, "config": Path(args.config).name,
-              "batch": args.batch, "weights": WEIGHTS_NOTE, "released_baseline": released_note,
+              "batch": args.batch, "weights": WEIGHTS_NOTE, "allocator": allocator, "released_baseline": released_note,
               "versions": versions, "export_s": export_s,
               "samples_per_runtime": args.rounds * args.iters, "drift_photos": photos,
               "load_average_before": load_before, "load_average_after": load_after,

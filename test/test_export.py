@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from dir_ros import export as E  # noqa: E402
+from dir_ros.hand_model import BONE_PARENTS, SIDES  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,23 @@ def release_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_release_export_matches_eager(release_cache: Path, runtime: str) -> None:
     """The release network on each runtime (the export is shared: one file, one key)."""
     _check_matches_eager(RELEASE_CONFIG, release_cache, runtime)
+
+
+def test_release_export_holds_the_fusion_weights_in_block_layout(release_cache: Path) -> None:
+    """The multi-plane fusion conv's weight is folded into the file in its (H*K, C, O*3*3)
+    block layout (one initializer per stage), so no runtime re-lays it out per call."""
+    import onnx
+
+    model = _model(RELEASE_CONFIG)
+    path = E.onnx_path(model, release_cache)
+    if not path.is_file():
+        E.export_onnx(model, path)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    n = len(SIDES) * len(BONE_PARENTS)  # (hand, bone) blocks
+    blocks = [list(i.dims) for i in graph.initializer if len(i.dims) == 3 and i.dims[0] == n]
+    stages = [getattr(model.decoder, f"projecter_{sfx}") for sfx in model.decoder.suffixes]
+    want = [[n, s.fusion[0].in_channels // n, s.fusion[0].out_channels * 9] for s in stages]
+    assert sorted(blocks) == sorted(want)
 
 
 @pytest.mark.parametrize("runtime", RUNTIME_PARAMS)

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from dir_ros.hand_model import NUM_PARAMS, make_hand_layers
-from dir_ros.model import build_dir, load_model_config
+from dir_ros.model import bone_conv, build_dir, load_model_config
 from dir_ros.model.bone_conv import bone_plane_conv, shifted_columns
 from dir_ros.model.gcn import mask_positions, masked_softmax_adjacency, skeleton_masks
 from dir_ros.model.gemm_conv import conv2d_gemm, eager_cpu
@@ -94,6 +94,26 @@ def test_bone_plane_conv_equals_conv_over_planes(kernel: int, batch: int) -> Non
     grads_got = torch.autograd.grad((got * probe).sum(), leaves)
     for name, g, r in zip(("w", "ends", "weight", "bias"), grads_got, grads_want):
         _close(g, r, REL_TOL, f"grad {name}")
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_bone_plane_conv_capture_layout_equals_eager(kernel: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under graph capture (exporters, torch.compile) with bone_blocks given, the weight is
+    read in its (H*K, C, O*kh*kw) block layout: the same sums as the eager path."""
+    gen = torch.Generator().manual_seed(kernel)
+    hands, bones, chans, out_ch, s, batch = 2, 5, 4, 6, 7, 2
+    w = torch.rand(batch, hands, bones, 2, s, s, generator=gen)
+    ends = torch.randn(batch, hands, bones, 2, chans, generator=gen)
+    weight = torch.randn(out_ch, hands * bones * chans, kernel, kernel, generator=gen)
+    bias = torch.randn(out_ch, generator=gen)
+    pad = (kernel // 2, kernel // 2)
+    eager = bone_plane_conv(w, ends, weight, bias, pad, bone_blocks=hands * bones)
+    monkeypatch.setattr(bone_conv, "capturing_graph", lambda: True)
+    captured = bone_plane_conv(w, ends, weight, bias, pad, bone_blocks=hands * bones)
+    _close(captured, eager, REL_TOL, "capture layout")
+    with pytest.raises(ValueError, match="bone_blocks"):
+        bone_plane_conv(w, ends, weight, bias, pad, bone_blocks=hands * bones + 1)
 
 
 def test_shifted_columns_is_unfold() -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .gemm_conv import capturing_graph
+
 
 def shifted_columns(maps: torch.Tensor, kernel: tuple[int, int], padding: tuple[int, int]
                     ) -> torch.Tensor:
@@ -33,7 +35,8 @@ def shifted_columns(maps: torch.Tensor, kernel: tuple[int, int], padding: tuple[
 
 def bone_plane_conv(end_weights: torch.Tensor, end_feats: torch.Tensor,
                     weight: torch.Tensor, bias: torch.Tensor | None,
-                    padding: tuple[int, int]) -> torch.Tensor:
+                    padding: tuple[int, int], bone_blocks: int | None = None
+                    ) -> torch.Tensor:
     """conv2d(planes, weight, bias, stride 1, zero padding) without building the planes.
 
     end_weights (B,H,K,2,S1,S2): per hand, bone and end, the scalar map of that end's
@@ -41,6 +44,9 @@ def bone_plane_conv(end_weights: torch.Tensor, end_feats: torch.Tensor,
     end_feats (B,H,K,2,C): the matching end features (bone_end_features);
     weight (O, H*K*C, kh, kw), bias (O,) | None: the dense conv, input channels ordered
         (hand, bone, channel) as the materialised planes are;
+    bone_blocks: H*K as a plain int (from the caller's constants), for graph capture:
+        the weight's block layout is then sized from constants alone, so exporters fold it
+        into the graph instead of re-laying out the 6 M weights on every call;
     -> (B,O,S1',S2') in end_feats' dtype (the dense conv's output size for this padding).
     """
     _, hands, bones, ends, chans = end_feats.shape
@@ -48,16 +54,29 @@ def bone_plane_conv(end_weights: torch.Tensor, end_feats: torch.Tensor,
     if in_ch != hands * bones * chans:
         raise ValueError(f"conv weight has {in_ch} input channels, the planes have "
                          f"{hands}*{bones}*{chans} = {hands * bones * chans}")
+    if bone_blocks is not None and bone_blocks != hands * bones:
+        raise ValueError(f"bone_blocks {bone_blocks} != {hands}*{bones} (hands*bones)")
     if end_weights.shape[:4] != end_feats.shape[:4]:
         raise ValueError(f"end weights {tuple(end_weights.shape)} and end features "
                          f"{tuple(end_feats.shape)} disagree on (B,H,K,2)")
-    # Per-sample kernels over the H*K*2 weight maps, ~12 M MAC: for each (o, h, k) the
-    # (C, kh*kw) weight block times that bone's (B*2, C) end features. The weight is read
-    # in its own layout (a view; permuting its 6 M entries first costs more than the
-    # products), the end features are broadcast over o.
+    # Per-sample kernels over the H*K*2 weight maps, ~12 M MAC: for each (h, k) that bone's
+    # (B*2, C) end features times the (C, O*kh*kw) block of the weight.
     w4 = weight.to(end_feats.dtype).reshape(out_ch, hands * bones, chans, kh * kw)
     e = end_feats.permute(1, 2, 0, 3, 4).flatten(0, 1).flatten(1, 2)    # (H*K, B*2, C)
-    kernels = torch.matmul(e.unsqueeze(0), w4)                          # (O,H*K,B*2,kh*kw)
+    if capturing_graph() and bone_blocks is not None:
+        # One batched matmul over H*K on the weight laid out (H*K, C, O*kh*kw), sized from
+        # the weight's own shape and the constant H*K so that the layout is folded into the
+        # exported graph: OpenVINO runs the 40 products ~2x (fp32) to ~3x (bf16) faster than
+        # the 10240 (O, H*K) broadcast products below, ONNX Runtime ~1.6x.
+        per = in_ch // bone_blocks
+        blocks = weight.to(end_feats.dtype).reshape(out_ch, bone_blocks, per, kh * kw)
+        blocks = blocks.permute(1, 2, 0, 3).reshape(bone_blocks, per, out_ch * kh * kw)
+        kernels = torch.matmul(e, blocks).unflatten(2, (out_ch, kh * kw))
+        kernels = kernels.permute(2, 0, 1, 3)                           # (O,H*K,B*2,kh*kw)
+    else:
+        # Eagerly the weight is read in its own layout (a view; permuting its 6 M entries
+        # on every call costs more than the products), the end features broadcast over o.
+        kernels = torch.matmul(e.unsqueeze(0), w4)                      # (O,H*K,B*2,kh*kw)
     kernels = kernels.unflatten(2, (-1, ends)).permute(2, 0, 1, 3, 4).flatten(2)
     maps = end_weights.flatten(1, 3).to(kernels.dtype)                  # (B,H*K*2,S1,S2)
     cols = shifted_columns(maps, (kh, kw), padding)                     # (B,H*K*2*kh*kw,P)

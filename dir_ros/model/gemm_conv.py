@@ -13,11 +13,17 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def capturing_graph() -> bool:
+    """True while the ONNX exporter, torch.export or torch.compile records the forward: a
+    graph whose constant weights are laid out once (folded), not on every call."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting())
+
+
 def eager_cpu(x: torch.Tensor) -> bool:
-    """True when x is on the CPU and the code runs eagerly (not traced by the ONNX exporter,
-    torch.export or torch.compile), i.e. where conv2d_gemm pays off."""
-    return (x.device.type == "cpu" and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting())
+    """True when x is on the CPU and the code runs eagerly (no graph capture), i.e. where
+    conv2d_gemm pays off."""
+    return x.device.type == "cpu" and not capturing_graph()
 
 
 def conv2d_gemm(x: torch.Tensor, conv: nn.Conv2d,

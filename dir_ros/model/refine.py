@@ -177,7 +177,8 @@ class RefineBlock(nn.Module):
             ends.append(bone_end_features(f, BONE_PARENTS))            # (B,K,2,D)
         conv = self.fusion[0]
         x = bone_plane_conv(torch.stack(weights, 1), torch.stack(ends, 1), conv.weight,
-                            conv.bias, conv.padding)
+                            conv.bias, conv.padding,
+                            bone_blocks=len(SIDES) * len(BONE_PARENTS))
         for layer in list(self.fusion)[1:]:
             x = layer(x)
         return x
