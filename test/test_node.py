@@ -24,6 +24,7 @@ try:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from dir_ros.msg import TwoHandMesh
+    from dir_ros.ros.dds_profile import PROFILE_ENVS
     from dir_ros.ros.demo import stop_process
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
@@ -257,6 +258,9 @@ def test_best_effort_stream(ctx: Any, running_node: NodeProcess) -> None:
         assert {"input_rate_hz", "processed_rate_hz", "dropped_total", "latency_ms_median",
                 "device"} <= set(keys)
         assert keys["device"] == "cpu" and status.hardware_id == "cpu"
+        # no profile file in the test's environment: the node took the package's
+        if not any(os.environ.get(n) for n in PROFILE_ENVS):
+            assert keys["dds_profile"].endswith("config/fastdds_node.xml")
         # per-stage timing table: one key per stage, median / mean / p90 ms and frames
         stages = {k.removeprefix("stage_").removesuffix("_ms"):
                   dict(part.split("=") for part in v.split()) for k, v in keys.items()

@@ -100,3 +100,18 @@ def test_snapshot_is_independent() -> None:
     _frame(times, decode=5.0, tf=1.0)
     assert snap.summary() == {"decode": (1.0, 1.0, 1.0, 1)}
     assert times.summary()["decode"][3] == 2 and "tf" in times.summary()
+
+
+def test_values_are_one_stages_durations_over_the_window() -> None:
+    """values(stage): that stage's durations in the window (what the node's latency_ms_median
+    and latency_ms_max come from); skipped frames and unknown stages give nothing."""
+    t = StageTimes(("total", "tf"), window=3)
+    for ms in (5.0, 7.0, 9.0, 11.0):  # the first falls out of the 3-frame window
+        t.add("total", ms)
+        if ms != 7.0:
+            t.add("tf", ms / 10)
+        t.commit()
+    assert sorted(t.values("total").tolist()) == [7.0, 9.0, 11.0]
+    assert sorted(t.values("tf").tolist()) == pytest.approx([0.9, 1.1])
+    assert t.values("markers").size == 0
+    assert StageTimes(("total",)).values("total").size == 0

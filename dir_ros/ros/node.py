@@ -53,6 +53,7 @@ from dir_ros import smoothing as S
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandMesh
 from dir_ros.ros.depth_input import DepthInput, stamp_seconds
+from dir_ros.ros.dds_profile import profile_in_use, use_package_profile
 from dir_ros.ros.messages import FastMessages, rgb_to_image, to_point_cloud
 from dir_ros.ros.stage_timing import StageTimes, format_stage
 
@@ -60,7 +61,6 @@ NODE_NAME = "hands_node"
 EXIT_BAD_CONFIG = 2  # exit status for refused parameters / missing files at startup
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0  # at most one repeated error log per this many seconds
-LATENCY_WINDOW = 100  # frames kept for latency statistics
 # Per-stage timing of each frame (/diagnostics `stage_<name>_ms`: median / mean / p90 over the
 # last STAGE_WINDOW frames, dir_ros.ros.stage_timing), in pipeline order: transport = header
 # stamp -> image callback (wall clock; only when the camera stamps with this machine's clock,
@@ -284,8 +284,6 @@ class Stats:
     decode_errors: int = 0
     inference_errors: int = 0
     too_large: int = 0  # frames refused by max_image_pixels / the side limit (in decode_errors)
-    latency_ms: collections.deque = field(default_factory=lambda: collections.deque(
-        maxlen=LATENCY_WINDOW))
     # per-stage timings of the last frames (NODE_STAGES, then the predictor's own steps:
     # FrameResult.timings crop_ms, network_ms, detect_ms, ... as predict_crop, ...)
     stages: StageTimes = field(default_factory=lambda: StageTimes(NODE_STAGES))
@@ -814,11 +812,9 @@ class HandsNode(Node):
                 if self.pub_debug is not None:
                     self.pub_debug.publish(debug)
             timer.lap("debug_image")
-        latency_ms = 1e3 * (time.monotonic() - t_recv)
-        timer.add("total", latency_ms)
+        timer.add("total", 1e3 * (time.monotonic() - t_recv))  # the latency
         with self._lock:
             self.stats.processed += 1
-            self.stats.latency_ms.append(latency_ms)
             timer.commit()
             for h in result.hands():
                 self.stats.fit_residual_mm[h.side] = h.fit_residual_mm if h.valid else float("nan")
@@ -851,12 +847,13 @@ class HandsNode(Node):
                    "too_large": s.too_large}
             delta = {k: v - s.last.get(k, 0) for k, v in cur.items()}
             s.last, s.last_time = cur, now
-            lat = np.array(s.latency_ms) if s.latency_ms else np.zeros(1)
             stage_window = s.stages.snapshot()  # statistics outside the lock
             residuals = dict(s.fit_residual_mm)
             placement = dict(s.placement)
             depth_problem = s.depth_problem
         stages = stage_window.summary()
+        lat = stage_window.values("total")  # receive -> published, ms
+        lat = lat if lat.size else np.zeros(1)
         status = DiagnosticStatus(name=f"{self.get_name()}: hand reconstruction",
                                   hardware_id=self.device_name)
         if delta["inference_errors"]:
@@ -896,6 +893,8 @@ class HandsNode(Node):
             "device": self.device_name,
             "precision": str(getattr(self.predictor, "precision", self.cfg["precision"])),
             "image_qos": self._sensor_subs[self._image_topic][3].name.lower(),
+            # the Fast DDS profile file the process was started with (dds_profile.py)
+            "dds_profile": profile_in_use() or "none",
             "camera_info": ("yes" if self._camera is not None else
                             f"invalid: {self._camera_problem}" if self._camera_problem else "no"),
             # latest frame: none | hand_size | depth, and why depth was not used
@@ -942,6 +941,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     """Entry point of the hands_node executable; returns the exit status. Startup problems
     (a malformed params file, a refused parameter, Ctrl-C while the model loads) end with
     one line on stderr, no traceback."""
+    use_package_profile()  # before the DDS participant exists (rclpy.init)
     try:
         rclpy.init(args=args)
     except KeyboardInterrupt:

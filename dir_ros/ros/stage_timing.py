@@ -99,6 +99,15 @@ class StageTimes:
         copy._frames = self._frames
         return copy
 
+    def values(self, stage: str) -> np.ndarray:
+        """(n,) the durations (ms) of `stage` over the window, in no particular order; empty
+        when it did not run."""
+        col = self._columns.get(stage)
+        if col is None:
+            return np.zeros(0)
+        column = self._table[:min(self._frames, self.window), col]
+        return column[~np.isnan(column)]
+
     def summary(self) -> dict[str, tuple[float, float, float, int]]:
         """stage -> (median, mean, p90 in ms, frames it ran in) over the window; stages that
         did not run in any frame of the window are left out."""
