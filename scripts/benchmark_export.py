@@ -274,7 +274,8 @@ def main() -> int:
     for line in targets:
         print(line)
     result = {"machine": machine, "threads": args.threads, "config": Path(args.config).name,
-              "batch": args.batch, "weights": WEIGHTS_NOTE, "allocator": allocator, "released_baseline": released_note,
+              "batch": args.batch, "weights": WEIGHTS_NOTE, "allocator": allocator,
+              "released_baseline": released_note,
               "versions": versions, "export_s": export_s,
               "samples_per_runtime": args.rounds * args.iters, "drift_photos": photos,
               "load_average_before": load_before, "load_average_after": load_after,

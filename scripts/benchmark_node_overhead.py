@@ -56,6 +56,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import benchmark_node as bench  # noqa: E402
 
 from dir_ros.machine import cpu_name, write_figures  # noqa: E402
+from dir_ros.ros.dds_profile import PROFILE_ENVS  # noqa: E402
 
 TARGET_RATIO = 1.15  # issue 10, Speed item 3: node end-to-end <= 1.15x predict()
 DEFAULT_FRAMES = 40  # per block
@@ -73,7 +74,7 @@ P90 = 90  # percentile reported beside median and mean
 # n=.." (dir_ros.ros.stage_timing); older nodes only had `<step>_ms_median` (median only).
 # The camera's Fast DDS settings (see module docstring).
 CAMERAS = ("frame_sized", "fastdds_default")
-FASTDDS_PROFILES_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x (ROS 2 Jazzy)
+FASTDDS_PROFILES_ENV = PROFILE_ENVS[0]  # Fast DDS 2.x (ROS 2 Jazzy)
 SHM_FRAMES = 4  # frames the frame_sized camera's shared-memory segment holds
 CAMERA_PROFILE = "config/fastdds_camera.xml"  # the example profile for camera processes
 FASTDDS_SEGMENT_BYTES = 512 * 1024  # Fast DDS 2.x default shared-memory segment size

@@ -61,7 +61,6 @@ def bone_plane_conv(end_weights: torch.Tensor, end_feats: torch.Tensor,
                          f"{tuple(end_feats.shape)} disagree on (B,H,K,2)")
     # Per-sample kernels over the H*K*2 weight maps, ~12 M MAC: for each (h, k) that bone's
     # (B*2, C) end features times the (C, O*kh*kw) block of the weight.
-    w4 = weight.to(end_feats.dtype).reshape(out_ch, hands * bones, chans, kh * kw)
     e = end_feats.permute(1, 2, 0, 3, 4).flatten(0, 1).flatten(1, 2)    # (H*K, B*2, C)
     if capturing_graph() and bone_blocks is not None:
         # One batched matmul over H*K on the weight laid out (H*K, C, O*kh*kw), sized from
@@ -76,6 +75,7 @@ def bone_plane_conv(end_weights: torch.Tensor, end_feats: torch.Tensor,
     else:
         # Eagerly the weight is read in its own layout (a view; permuting its 6 M entries
         # on every call costs more than the products), the end features broadcast over o.
+        w4 = weight.to(end_feats.dtype).reshape(out_ch, hands * bones, chans, kh * kw)
         kernels = torch.matmul(e.unsqueeze(0), w4)                      # (O,H*K,B*2,kh*kw)
     kernels = kernels.unflatten(2, (-1, ends)).permute(2, 0, 1, 3, 4).flatten(2)
     maps = end_weights.flatten(1, 3).to(kernels.dtype)                  # (B,H*K*2,S1,S2)

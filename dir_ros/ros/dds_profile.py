@@ -21,6 +21,12 @@ PROFILE_ENVS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE
 DEFAULT_RMW = "rmw_fastrtps_cpp"
 
 
+def profile_in_use(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
+    """The Fast DDS profile file the environment names (first of PROFILE_ENVS), or None."""
+    env = os.environ if environ is None else environ
+    return next((env[name] for name in PROFILE_ENVS if env.get(name)), None)
+
+
 def use_package_profile(environ: Optional[MutableMapping[str, str]] = None) -> Optional[Path]:
     """Point Fast DDS at the package's profile unless the environment names one already or
     the RMW is not Fast DDS. environ: os.environ by default. Returns the file set, or None."""
@@ -34,9 +40,3 @@ def use_package_profile(environ: Optional[MutableMapping[str, str]] = None) -> O
         for name in PROFILE_ENVS:
             env[name] = str(path)
     return path
-
-
-def profile_in_use(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
-    """The Fast DDS profile file the environment names (first of PROFILE_ENVS), or None."""
-    env = os.environ if environ is None else environ
-    return next((env[name] for name in PROFILE_ENVS if env.get(name)), None)
