@@ -35,9 +35,10 @@ LOG = logging.getLogger("dir_ros.export")
 # ONNX opset of the export (GridSample needs >= 16; 17 is what ONNX Runtime 1.32 and
 # OpenVINO 2026.4 both run with every op of this graph).
 ONNX_OPSET = 17
-# Bumped whenever the exported graph's interface or the export procedure changes, so that
-# caches written by an older version are not reused.
-EXPORT_FORMAT_VERSION = 1
+# Bumped whenever the exported graph's interface, its computation or the export procedure
+# changes, so that caches written by an older version are not reused (2: the multi-plane
+# fusion weight folded in its block layout, bone_conv.py).
+EXPORT_FORMAT_VERSION = 2
 # Per-hand output fields, in graph order (HandPrediction field names).
 HAND_FIELDS = ("joints_uv", "verts_uv", "joints_xyz", "verts_xyz", "camera", "params")
 # Graph outputs: every HAND_FIELDS entry for left then right, the offset, then seg.
