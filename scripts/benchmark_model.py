@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import BONE_PARENTS  # noqa: E402
-from dir_ros.machine import cpu_name, write_figures  # noqa: E402
+from dir_ros.machine import cpu_name, reuse_freed_memory, write_figures  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 from dir_ros.model.projection import bone_end_weights, make_grid, project_bone_features  # noqa: E402
 
@@ -215,12 +215,15 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "out/benchmark_model.json")
     args = ap.parse_args()
     args.batch = args.batch or ([1, 8] if args.device.startswith("cuda") else [1])
+    # every variant timed from the same allocator state (see benchmark_export.py)
+    allocator = "glibc keeps freed blocks" if reuse_freed_memory() else "default"
     device = torch.device(args.device)
     torch.manual_seed(0)
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{cpu_name()}, {os.cpu_count()} CPU cores")
     print(f"machine: {machine}; torch {torch.__version__}; config {Path(args.config).name}")
     result = {"machine": machine, "torch": torch.__version__, "config": Path(args.config).name,
+              "allocator": allocator,
               "forward": bench_forward(args, device), "projection": bench_projection(args, device)}
     write_figures(args.json, result)
     return 0

@@ -14,7 +14,9 @@ refinement block, enhance) and, inside it, the block's projection step alone (jo
 features -> fused projected map), the aux heads, then the whole network. Each part is timed
 on the inputs the previous parts gave, the two variants alternating call by call (shared-
 machine noise hits both alike); medians in ms. Also prints the largest output difference
-between the variants. Prints a table and writes JSON; no assertions.
+between the variants. Prints a table and writes JSON; no assertions. As benchmark_export.py,
+it first makes glibc keep freed blocks (dir_ros.machine.reuse_freed_memory), so that the
+released variant's per-call temporaries are not timed page-faulting or not by chance.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from dir_ros.export import condition_random_init_  # noqa: E402
 from dir_ros.hand_model import NUM_KEYPOINTS, HandModelFileNotFoundError  # noqa: E402
-from dir_ros.machine import machine_info, write_figures  # noqa: E402
+from dir_ros.machine import machine_info, reuse_freed_memory, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
 from dir_ros.model.synthetic import synthetic_hand_model  # noqa: E402
 
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iters", type=int, default=20, help="timed calls per part and variant")
     ap.add_argument("--json", type=Path, default=ROOT / "docs/figures/benchmark_stages.json")
     args = ap.parse_args(argv)
+    allocator = "glibc keeps freed blocks" if reuse_freed_memory() else "default"
     torch.set_num_threads(args.threads)
     models = build_pair(args.config, args.hand_model)
     size = models["factorised"].input_size
@@ -146,13 +149,15 @@ def main(argv: list[str] | None = None) -> None:
                           "speedup": ms["materialised"] / ms["factorised"]}
     base, fast = VARIANTS
     print(f"{Path(args.config).name}, batch {args.batch}, {args.threads} threads, "
-          f"{args.iters} calls per part (median ms); max output difference {diff:.2g}")
+          f"{args.iters} calls per part (median ms); max output difference {diff:.2g}; "
+          f"allocator: {allocator}")
     print(f"{'part':22s} {base + ' ms':>16s} {fast + ' ms':>14s} {'speedup':>8s} "
           f"{'GFLOPs ' + base[:3]:>11s} {'GFLOPs ' + fast[:4]:>11s}")
     for part, r in rows.items():
         print(f"{part:22s} {r['ms'][base]:16.1f} {r['ms'][fast]:14.1f} {r['speedup']:7.2f}x "
               f"{r['gflops'][base]:11.2f} {r['gflops'][fast]:11.2f}")
     result = {"machine": machine_info(), "torch": torch.__version__, "threads": args.threads,
+              "allocator": allocator,
               "config": Path(args.config).name, "batch": args.batch, "iters": args.iters,
               "weights": "random init conditioned by dir_ros.export.condition_random_init_ "
                          "(speed does not depend on the weights)",

@@ -74,7 +74,8 @@ class InitRegressor(nn.Module):
     def attention_maps(self, c4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """c4 (B,C,h,w) -> (left, right) attention (B,1,h,w) in [0,1]. In eager CPU runs
         the heads' first convs share one im2col and run as GEMMs (gemm_conv.py: ~2x faster
-        there for these 2048 -> 1024 3x3 convs at 8x8); elsewhere the plain heads."""
+        for these 2048 -> 1024 3x3 convs at 8x8 under glibc's default allocator, slower when
+        the process keeps freed blocks); elsewhere the plain heads."""
         heads = (self.attention_left, self.attention_right)
         if not (self.gemm_attention and eager_cpu(c4)):
             return heads[0](c4), heads[1](c4)
