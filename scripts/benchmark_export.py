@@ -12,6 +12,12 @@ random inputs, and the mean / max 3D joint drift (mm, root-relative joints_xyz o
 against eager fp32 on real photos' crops (../shared/images, cut by the detector crop as
 HandsPredictor does). Writes JSON; asserts nothing.
 
+Roofline: the machine's attainable peak is measured in the same process as one large dense
+OpenVINO MatMul in f32 and bf16. With the exported graph's FLOPs (FlopCounterMode on the
+eager forward, less the dense head the graph does not compute) it gives each precision's
+floor (every FLOP at peak, nothing else costing anything), the best ratio to eager as
+released that floor allows, and the share of peak the issue's target needs.
+
 Allocator: the process first makes glibc keep freed large blocks (dir_ros.machine.
 reuse_freed_memory). Without it the released eager baseline's per-call 75 MB temporaries
 page-fault or not depending on what ran before them (140 vs 195 ms per call here), and the
@@ -45,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from dir_ros import export as E  # noqa: E402
 from dir_ros.machine import cpu_name, reuse_freed_memory, write_figures  # noqa: E402
 from dir_ros.model import build_dir, load_model_config  # noqa: E402
+from dir_ros.model.summary import count_flops  # noqa: E402
 
 WARMUP_ITERS = 2       # untimed calls per runtime before timing (allocators, kernel choice)
 XYZ_FIELDS = ("joints_xyz", "verts_xyz")  # outputs in metres (root-relative)
@@ -58,6 +65,13 @@ TARGET_FP32_SPEEDUP = 3.0        # fp32 export vs eager as released
 TARGET_LOW_SPEEDUP = 5.0         # low-precision path vs eager as released
 TARGET_LOW_DRIFT_MM = 1.0        # its mean joint drift on real crops
 TARGET_FP32_DIFF_M = 1e-4        # fp32 export's largest output difference
+# Roofline: the machine's attainable peak, measured as one dense OpenVINO MatMul (M, K, N)
+# large enough to run at full speed (here M from 256 to 4096 gave the same GFLOP/s within
+# 10%), best of PEAK_ITERS calls. Precisions as OpenVINO's INFERENCE_PRECISION_HINT.
+PEAK_GEMM_MKN = (1024, 2048, 2048)
+PEAK_ITERS = 30
+PEAK_PRECISIONS = {"f32": ("openvino_f32", TARGET_FP32_SPEEDUP),
+                   "bf16": ("openvino_bf16", TARGET_LOW_SPEEDUP)}
 
 
 Runner = Callable[[torch.Tensor], list[torch.Tensor]]
@@ -139,6 +153,68 @@ def eager_runner(model: torch.nn.Module) -> Runner:
     return run
 
 
+def gemm_peak_gflops(precision: str, threads: int) -> float:
+    """GFLOP/s of one OpenVINO MatMul PEAK_GEMM_MKN at `precision` (best of PEAK_ITERS calls):
+    what this machine's convolution and GEMM kernels can reach at most."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    m, k, n = PEAK_GEMM_MKN
+    rng = np.random.default_rng(0)
+    a = ops.parameter([m, k], np.float32)
+    w = ops.constant(rng.standard_normal((k, n), dtype=np.float32))
+    compiled = ov.Core().compile_model(
+        ov.Model([ops.matmul(a, w, False, False)], [a]), "CPU",
+        {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
+         "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    request, x = compiled.create_infer_request(), rng.standard_normal((m, k), dtype=np.float32)
+    for _ in range(WARMUP_ITERS):
+        request.infer({0: x})
+    best = float("inf")
+    for _ in range(PEAK_ITERS):
+        t = time.perf_counter()
+        request.infer({0: x})
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * m * k * n / best / 1e9
+
+
+def roofline(graph_gflops: float, peaks: dict[str, float], base_ms: float,
+             rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per precision: the graph's time if every FLOP ran at the measured peak and nothing else
+    cost anything (floor_ms), the best ratio against eager as released that allows, the
+    share of peak the target ratio needs over the whole graph, and the share the exported
+    runtime reaches."""
+    by = {r["runtime"]: r for r in rows}
+    out = {}
+    for prec, peak in peaks.items():
+        runtime, target = PEAK_PRECISIONS[prec]
+        floor_ms = 1e3 * graph_gflops / peak
+        entry = {"peak_gflops_per_s": peak, "floor_ms": floor_ms,
+                 "best_possible_speedup_vs_released_eager": base_ms / floor_ms,
+                 "target_speedup": target,
+                 "target_share_of_peak": floor_ms / (base_ms / target)}
+        if runtime in by:
+            entry[f"{runtime}_share_of_peak"] = floor_ms / by[runtime]["median_ms"]
+        out[prec] = entry
+    return out
+
+
+def roofline_lines(graph_gflops: float, roof: dict[str, dict[str, float]]) -> list[str]:
+    """roofline() as printed lines."""
+    m, k, n = PEAK_GEMM_MKN
+    lines = [f"roofline: exported graph {graph_gflops:.1f} GFLOPs; peak = OpenVINO MatMul "
+             f"{m}x{k}x{n}, best of {PEAK_ITERS}"]
+    for prec, r in roof.items():
+        runtime = PEAK_PRECISIONS[prec][0]
+        reach = r.get(f"{runtime}_share_of_peak")
+        lines.append(
+            f"  {prec}: peak {r['peak_gflops_per_s']:.0f} GFLOP/s -> floor {r['floor_ms']:.1f} ms"
+            f" = at most {r['best_possible_speedup_vs_released_eager']:.2f}x released eager; "
+            f"{r['target_speedup']:g}x needs {100 * r['target_share_of_peak']:.0f}% of peak over "
+            f"the whole graph" + (f"; {runtime} reaches {100 * reach:.0f}%" if reach else ""))
+    return lines
+
+
 def quantize_int8(path: Path, out: Path, calibration: torch.Tensor) -> Path:
     """ONNX Runtime static QDQ int8 (per-channel int8 weights, uint8 activations, Conv only:
     the backbone and decoder) of `path`, MinMax-calibrated on `calibration` (N,3,S,S)."""
@@ -186,6 +262,9 @@ def main() -> int:
     size = model.input_size
     x = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     crops, photos = photo_crops(args.images, size)
+    total, per_module = count_flops(model, size)
+    # The exported graph has no dense head: no graph output reads it (E.OUTPUT_NAMES).
+    graph_gflops = args.batch * (total - per_module.get("decoder.dense", 0)) / 1e9
     versions = {"torch": torch.__version__}
     precisions = {RELEASED: "fp32", DEFAULT: "fp32"}
     runners: dict[str, Runner] = {RELEASED: eager_runner(released), DEFAULT: eager_runner(model)}
@@ -205,8 +284,10 @@ def main() -> int:
             versions["openvino"] = openvino.__version__
             for name, prec in (("openvino_f32", "fp32"), ("openvino_bf16", "bf16")):
                 exported[name] = E.build_exported(model, "openvino", path, prec, args.threads)
+            peaks = {p: gemm_peak_gflops(p, args.threads) for p in PEAK_PRECISIONS}
         except ImportError:
-            print("openvino not installed: its rows are left out")
+            peaks = {}
+            print("openvino not installed: its rows and the roofline are left out")
         if args.int8:
             calib = torch.flip(crops, dims=[3]) if crops is not None else x
             qpath = quantize_int8(path, Path(tmp) / "dir_int8.onnx", calib)
@@ -273,13 +354,17 @@ def main() -> int:
     targets = check_targets(rows)
     for line in targets:
         print(line)
+    roof = roofline(graph_gflops, peaks, base_rel, rows) if peaks else {}
+    for line in roofline_lines(graph_gflops, roof) if roof else []:
+        print(line)
     result = {"machine": machine, "threads": args.threads, "config": Path(args.config).name,
               "batch": args.batch, "weights": WEIGHTS_NOTE, "allocator": allocator,
               "released_baseline": released_note,
               "versions": versions, "export_s": export_s,
               "samples_per_runtime": args.rounds * args.iters, "drift_photos": photos,
               "load_average_before": load_before, "load_average_after": load_after,
-              "results": rows, "targets": targets}
+              "results": rows, "targets": targets, "graph_gflops": graph_gflops,
+              "roofline": roof}
     write_figures(args.json, result)
     return 0
 
