@@ -42,7 +42,11 @@ BACKENDS = ("auto", "dir", "landmarks")
 # How the DIR network runs: eager torch, or its ONNX export on ONNX Runtime or OpenVINO (CPU
 # only; dir_ros/export.py: cached on disk, falls back to torch with a warning when
 # unavailable). OpenVINO also runs `precision` bf16 (fp16) on the CPU, where the CPU has it.
-RUNTIMES = ("torch", "onnxruntime", "openvino")
+# auto: torch on CUDA; on the CPU the first installed of AUTO_CPU_RUNTIMES, else torch.
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+# auto's CPU preference, fastest first (docs/figures/benchmark_export.json, release network,
+# 2 cores: OpenVINO 2.5x eager as released in fp32, ONNX Runtime 2.1x).
+AUTO_CPU_RUNTIMES = ("openvino", "onnxruntime")
 
 
 # --- resources ----------------------------------------------------------------------------
@@ -75,7 +79,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "hand_model": "",
     "device": "auto",
     "precision": "fp32",
-    "runtime": "torch",
+    "runtime": "auto",
     "export_cache": "",
     "crop": "detect",
     "roi": [],
@@ -138,14 +142,30 @@ def build_predictor(config: Union[str, Path, Mapping[str, Any]]) -> Any:
     return HandsPredictor.from_config(cfg)
 
 
+def resolve_runtime(runtime: str, device: str) -> str:
+    """The runtime `runtime` names on `device` ('cpu' / 'cuda'): itself, or for 'auto' torch
+    on CUDA and on the CPU the first installed of AUTO_CPU_RUNTIMES (torch when none is)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    if device != "cpu":
+        return "torch"
+    import importlib.util
+
+    found = next((r for r in AUTO_CPU_RUNTIMES if importlib.util.find_spec(r) is not None),
+                 "torch")
+    LOG.info("runtime auto on the CPU: %s", found)
+    return found
+
+
 def select_runtime(model: Any, runtime: str, device: str, export_cache: Any,
                    precision: str = "fp32") -> Any:
     """The network HandsPredictor calls: `model` itself ('torch'), or its exported stand-in
     (dir_ros.export.OnnxDIR / OpenVinoDIR, running `precision` where it can) on the CPU; on
-    CUDA an exported runtime warns and runs torch.
+    CUDA an exported runtime warns and runs torch ('auto': see resolve_runtime).
     export_cache '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export)."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime '{runtime}' is not one of {', '.join(RUNTIMES)}")
+    runtime = resolve_runtime(runtime, device)
     if runtime == "torch":
         return model
     if device != "cpu":
@@ -229,9 +249,9 @@ class HandsPredictor:
             report = load_release_checkpoint(model, wpath)
             LOG.info("loaded weights %s: %s", wpath, report)
         precision = str(cfg["precision"])
-        network = select_runtime(model, str(cfg["runtime"]), device, cfg["export_cache"],
-                                 precision)
-        if network is model and cfg["runtime"] != "torch" and device == "cpu":
+        runtime = resolve_runtime(str(cfg["runtime"]), device)
+        network = select_runtime(model, runtime, device, cfg["export_cache"], precision)
+        if network is model and runtime != "torch" and device == "cpu":
             precision = "fp32"  # the exported runtime fell back to torch (it warned once)
         return cls(network, device=device, precision=precision,
                    cropper=make_cropper(str(cfg["crop"]), cfg["roi"] or None,

@@ -64,6 +64,9 @@ RELIABILITY_CHOICES = ("best_available", "best_effort", "reliable")
 MANO_VERTS, MANO_FACES = 778, 1538  # stub hands have the mesh size of the real ones
 LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
 BASELINE_WARMUP = 3  # predict() calls before timing the in-process baseline
+# The network's runtime in every run (node and in-process predictor): eager, as the recorded
+# figures were measured (the default `runtime: auto` would run OpenVINO on the CPU).
+BENCH_RUNTIME = "torch"
 DOMAIN_BASE, DOMAIN_SPAN = 150, 80  # ROS_DOMAIN_ID = base + pid % span: runs do not meet
 KIB_PER_MIB = 1024.0
 
@@ -90,11 +93,17 @@ def node_parameters(predictor: str, *, reliability: Optional[str], device: str =
                     markers: bool = False, crop: str = "full",
                     model_config: str = str(LIGHT_CONFIG)) -> dict[str, str]:
     """hands_node parameters for a benchmark run (values as `-p name:=value` text)."""
-    params = {"backend": "dir", "model_config": model_config, "device": device,
-              "crop": crop, "min_confidence": "0.0", "publish_markers": str(markers).lower()}
+    params = {**predictor_config(model_config, device, crop),
+              "min_confidence": "0.0", "publish_markers": str(markers).lower()}
     if reliability:
         params["image_reliability"] = reliability
     return params
+
+
+def predictor_config(model_config: str, device: str, crop: str) -> dict[str, Any]:
+    """The light predictor's settings shared by the node and the in-process baseline."""
+    return {"backend": "dir", "model_config": model_config, "device": device, "crop": crop,
+            "runtime": BENCH_RUNTIME, "min_confidence": 0.0}
 
 
 class NodeProcess:
@@ -514,8 +523,7 @@ def predict_baseline(args: argparse.Namespace, frame: Frame) -> Optional[float]:
     rgb = np.frombuffer(bytes(frame.image.data), np.uint8).reshape(
         frame.height, frame.width, 3)[..., ::-1]
     K = np.asarray(frame.info.k).reshape(3, 3)
-    pred = build_predictor({"backend": "dir", "model_config": args.model_config,
-                            "device": args.device, "min_confidence": 0.0, "crop": args.crop})
+    pred = build_predictor(predictor_config(args.model_config, args.device, args.crop))
     for _ in range(BASELINE_WARMUP):
         pred.predict(rgb, K)
     times = []

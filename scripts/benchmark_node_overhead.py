@@ -187,8 +187,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     params = bench.node_parameters("light", reliability="reliable", device=args.device,
                                    markers=True, crop=args.crop, model_config=args.model_config)
     # the predictor of the node, built the way the node builds it (random weights: warns)
-    pred = build_predictor({"backend": "dir", "model_config": args.model_config,
-                            "device": args.device, "min_confidence": 0.0, "crop": args.crop})
+    pred = build_predictor(bench.predictor_config(args.model_config, args.device, args.crop))
     rgb = decode_image_msg(frame.image)
     K = np.asarray(frame.info.k, np.float64).reshape(3, 3)
     run = bench.start_and_wait("light", params, frame, "reliable", node_env=node_env)

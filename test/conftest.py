@@ -6,7 +6,18 @@ import os
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Caches written by what the tests run (the default `runtime: auto` exports the network into
+# $XDG_CACHE_HOME/dir_ros/export on the CPU) go to a folder of this run, removed at its end:
+# nothing outside the repository outlives a test run, nothing of the user's is reused.
+_CACHE = tempfile.mkdtemp(prefix="dir_ros_test_cache_")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 # The ROS domain of this test run (the environment's, else the pid-derived one set above).
 DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])

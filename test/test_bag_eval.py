@@ -270,7 +270,7 @@ def test_eval_bag_with_the_real_predictor(dataset: Path, tmp_path: Path) -> None
     bag = tmp_path / "bag"
     _make_bag(dataset, bag)
     cfg = tmp_path / "predictor.yaml"
-    cfg.write_text(f"backend: dir\ncrop: full\nmodel_config: {light}\nweights: ''\ndevice: cpu\nmin_confidence: 0.0\n")
+    cfg.write_text(f"backend: dir\ncrop: full\nmodel_config: {light}\nweights: ''\ndevice: cpu\nruntime: torch\nmin_confidence: 0.0\n")
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         rc = main(["eval-bag", str(bag), "--config", str(cfg), "--out", str(out), "--no-progress"])

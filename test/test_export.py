@@ -286,9 +286,43 @@ def test_predictor_from_config_reports_the_runtime_precision(tmp_path: Path) -> 
 def test_select_runtime_refuses_unknown_and_keeps_torch_on_cuda() -> None:
     from dir_ros.predictor import RUNTIMES, select_runtime
 
-    assert RUNTIMES == ("torch", "onnxruntime", "openvino")
+    assert RUNTIMES == ("auto", "torch", "onnxruntime", "openvino")
     model = _model(LIGHT_CONFIG)
     with pytest.raises(ValueError, match="runtime"):
         select_runtime(model, "tensorrt", "cpu", "")
-    for runtime in EXPORTED:
+    for runtime in (*EXPORTED, "auto"):
         assert select_runtime(model, runtime, "cuda", "") is model
+
+
+def test_runtime_auto_picks_the_fastest_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: torch on CUDA; on the CPU openvino, else onnxruntime, else torch, by what is
+    installed (importlib's find_spec, faked here); explicit runtimes stay as they are."""
+    import importlib.util
+
+    from dir_ros import predictor as P
+
+    real = importlib.util.find_spec
+    for installed, want in (({"openvino", "onnxruntime"}, "openvino"),
+                            ({"onnxruntime"}, "onnxruntime"), (set(), "torch")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None, _i=installed:
+                            real("json") if name in _i else None)
+        assert P.resolve_runtime("auto", "cpu") == want, installed
+        assert P.resolve_runtime("auto", "cuda") == "torch"
+        assert P.resolve_runtime("onnxruntime", "cpu") == "onnxruntime"
+    with pytest.raises(ValueError, match="tensorrt"):
+        P.resolve_runtime("tensorrt", "cpu")
+
+
+def test_predictor_default_runtime_is_openvino_on_the_cpu(tmp_path: Path) -> None:
+    """The default config (runtime auto) runs the exported network on OpenVINO on the CPU."""
+    pytest.importorskip("openvino")
+    from dir_ros.predictor import DEFAULT_CONFIG, HandsPredictor
+
+    assert DEFAULT_CONFIG["runtime"] == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-weights warning
+        pred = HandsPredictor.from_config({"backend": "dir", "model_config": str(LIGHT_CONFIG),
+                                           "device": "cpu", "crop": "full",
+                                           "export_cache": str(tmp_path)})
+    assert (pred.runtime, pred.precision) == ("openvino", "fp32")
+    assert any(tmp_path.glob("*.onnx"))

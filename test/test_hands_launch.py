@@ -55,7 +55,7 @@ def _params_file() -> str:
     text = ("/**/hands_node:\n  ros__parameters:\n"
             f"    model_config: \"{light if light.is_file() else 'config/model/dir_light.yaml'}\"\n"
             "    backend: \"dir\"\n    crop: \"full\"\n"
-            "    device: \"cpu\"\n    min_confidence: 0.0\n")
+            "    device: \"cpu\"\n    runtime: \"torch\"\n    min_confidence: 0.0\n")
     fd, path = tempfile.mkstemp(suffix=".yaml", prefix="hands_launch_")
     with os.fdopen(fd, "w") as f:
         f.write(text)

@@ -88,8 +88,10 @@ class NodeProcess:
 
 
 def _light_params(*extra: str) -> list[str]:
+    # runtime torch: the node tests are about the node (auto would export the network on the
+    # CPU into the user's cache; test_export.py tests the exported runtimes).
     return ["backend:=dir", "crop:=full", f"model_config:={LIGHT_CONFIG}", "device:=cpu",
-            "min_confidence:=0.0",
+            "runtime:=torch", "min_confidence:=0.0",
             f"frame_prefix:={PREFIX}", "publish_debug_image:=true", *extra]
 
 

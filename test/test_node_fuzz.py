@@ -116,6 +116,7 @@ class Rig:
                   Parameter("device", value="cpu"), Parameter("smoothing", value="none"),
                   Parameter("min_confidence", value=0),  # an integer for a double (item 5)
                   Parameter("precision", value="bf16"),  # CPU: falls back to fp32 (item 8)
+                  Parameter("runtime", value="torch"),  # (eager: the fallback above)
                   Parameter("frame_prefix", value="fuzz/")]
         self.nodes = {
             RAW_NS: HandsNode(context=self.ctx, parameter_overrides=params, namespace=RAW_NS),

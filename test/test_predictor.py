@@ -243,8 +243,10 @@ def _light_predictor(**over: object) -> P.HandsPredictor:
         pytest.skip(f"dir_ros.model not available yet: {e}")
     if not LIGHT_CONFIG.is_file():
         pytest.skip(f"{LIGHT_CONFIG} missing")
+    # runtime torch: these tests are about the predictor, not the exported runtimes
+    # (test_export.py); auto would export the network on the CPU.
     cfg = {"model_config": str(LIGHT_CONFIG), "weights": "", "device": "cpu",
-           "min_confidence": 0.0, "crop": "full", **over}
+           "runtime": "torch", "min_confidence": 0.0, "crop": "full", **over}
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
         return P.HandsPredictor.from_config(cfg)
 

@@ -56,7 +56,7 @@ def test_checkpoint_runs_in_the_node_predictor(run):
         pred = HandsPredictor.from_config({"backend": "dir",
                                            "model_config": str(out / "model.yaml"),
                                            "weights": str(out / weights), "crop": "full",
-                                           "device": "cpu"})
+                                           "device": "cpu", "runtime": "torch"})
         result = pred.predict(frame.rgb, frame.K)
         for side in ("left", "right"):
             hand = getattr(result, side)

@@ -481,7 +481,8 @@ def run(args: argparse.Namespace) -> int:
                                           sort_keys=False), encoding="utf-8")
     backend = choose_backend(str(params.get("backend", "auto")), weights)
     what = (f"backend dir: model {model_config.name}, weights {params.get('weights') or '(none)'}, "
-            f"device {params.get('device', 'auto')}" if backend == "dir" else
+            f"device {params.get('device', 'auto')}, runtime {params.get('runtime', 'auto')}"
+            if backend == "dir" else
             "backend landmarks (MediaPipe hand landmarks + hand-model fit; set weights for DIR)")
     print(f"demo: {len(images)} image(s) from {args.images}; {what}; "
           f"fov {args.fov_deg:g} deg; namespace {args.namespace}; output {out}", flush=True)

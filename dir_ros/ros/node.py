@@ -133,10 +133,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "autocast (fp32 on the CPU); runtime openvino: bf16/fp16 = OpenVINO's CPU bf16 "
               "where the CPU has it (f32 otherwise; the precision used is logged); runtime "
               "onnxruntime: fp32 only.", choices=P.PRECISIONS, read_only=True),
-    ParamSpec("runtime", "torch", "How the DIR network runs: torch (eager), onnxruntime or "
+    ParamSpec("runtime", "auto", "How the DIR network runs: torch (eager), onnxruntime or "
               "openvino (its ONNX export, CPU only, faster than eager; openvino is the faster "
               "and also runs bf16; exported once and cached in `export_cache`; falls back to "
-              "torch with a warning when unavailable).", choices=P.RUNTIMES, read_only=True),
+              "torch with a warning when unavailable); auto = torch on CUDA, on the CPU "
+              "openvino (else onnxruntime, else torch), whichever is installed.",
+              choices=P.RUNTIMES, read_only=True),
     ParamSpec("export_cache", "", "Folder of the cached ONNX exports (keyed by model config "
               "and weights); '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export).",
               read_only=True),
