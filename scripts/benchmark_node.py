@@ -91,10 +91,10 @@ def node_command() -> list[str]:
 
 def node_parameters(predictor: str, *, reliability: Optional[str], device: str = "cpu",
                     markers: bool = False, crop: str = "full",
-                    model_config: str = str(LIGHT_CONFIG)) -> dict[str, str]:
+                    model_config: str = str(LIGHT_CONFIG)) -> dict[str, Any]:
     """hands_node parameters for a benchmark run (values as `-p name:=value` text)."""
     params = {**predictor_config(model_config, device, crop),
-              "min_confidence": "0.0", "publish_markers": str(markers).lower()}
+              "publish_markers": str(markers).lower()}
     if reliability:
         params["image_reliability"] = reliability
     return params
