@@ -91,19 +91,21 @@ def node_command() -> list[str]:
 
 def node_parameters(predictor: str, *, reliability: Optional[str], device: str = "cpu",
                     markers: bool = False, crop: str = "full",
-                    model_config: str = str(LIGHT_CONFIG)) -> dict[str, Any]:
+                    model_config: str = str(LIGHT_CONFIG),
+                    runtime: str = BENCH_RUNTIME) -> dict[str, Any]:
     """hands_node parameters for a benchmark run (values as `-p name:=value` text)."""
-    params = {**predictor_config(model_config, device, crop),
+    params = {**predictor_config(model_config, device, crop, runtime),
               "publish_markers": str(markers).lower()}
     if reliability:
         params["image_reliability"] = reliability
     return params
 
 
-def predictor_config(model_config: str, device: str, crop: str) -> dict[str, Any]:
+def predictor_config(model_config: str, device: str, crop: str,
+                     runtime: str = BENCH_RUNTIME) -> dict[str, Any]:
     """The light predictor's settings shared by the node and the in-process baseline."""
     return {"backend": "dir", "model_config": model_config, "device": device, "crop": crop,
-            "runtime": BENCH_RUNTIME, "min_confidence": 0.0}
+            "runtime": runtime, "min_confidence": 0.0}
 
 
 class NodeProcess:

@@ -32,7 +32,7 @@ The node runs with the environment's Fast DDS settings: its own config/fastdds_n
 unless the environment names a profile file (dir_ros.ros.dds_profile).
 
   tools/ros_env.sh python scripts/benchmark_node_overhead.py [--frames 40] [--rounds 3]
-      [--width 640 --height 480] [--crop full] [--camera both|frame_sized|fastdds_default]
+      [--width 640 --height 480] [--crop full] [--runtime torch] [--camera both|frame_sized|fastdds_default]
       [--json docs/figures/benchmark_node_overhead.json]
 """
 from __future__ import annotations
@@ -56,6 +56,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import benchmark_node as bench  # noqa: E402
 
 from dir_ros.machine import cpu_name, write_figures  # noqa: E402
+from dir_ros.predictor import RUNTIMES  # noqa: E402
 from dir_ros.ros.dds_profile import PROFILE_ENVS  # noqa: E402
 
 TARGET_RATIO = 1.15  # issue 10, Speed item 3: node end-to-end <= 1.15x predict()
@@ -143,7 +144,7 @@ def print_report(r: dict[str, Any]) -> None:
     m, p, n = r["machine"], r["predict_ms"], r["node_ms"]
     print(f"camera {r['camera']}; machine: {m['cpu']}, {m['cores']} cores, load average "
           f"{m['load_average_start']} -> {m['load_average_end']}; {r['width']}x{r['height']} "
-          f"bgr8, crop {r['crop']}, {r['rounds']} rounds of {r['frames']} frames per side")
+          f"bgr8, crop {r['crop']}, runtime {r.get('runtime', 'torch')}, {r['rounds']} rounds of {r['frames']} frames per side")
     print(f"{'':24} {'median':>8} {'mean':>8} {'p90':>8} {'n':>5}")
     for name, s in (("predict() in-process", p), ("node end-to-end", n)):
         print(f"{name:24} {s['median']:8.2f} {s['mean']:8.2f} {s['p90']:8.2f} {s['n']:5d}")
@@ -185,9 +186,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         profile.write_text(camera_profile(segment))
         os.environ[FASTDDS_PROFILES_ENV] = str(profile)
     params = bench.node_parameters("light", reliability="reliable", device=args.device,
-                                   markers=True, crop=args.crop, model_config=args.model_config)
+                                   markers=True, crop=args.crop, model_config=args.model_config,
+                                   runtime=args.runtime)
     # the predictor of the node, built the way the node builds it (random weights: warns)
-    pred = build_predictor(bench.predictor_config(args.model_config, args.device, args.crop))
+    pred = build_predictor(bench.predictor_config(args.model_config, args.device, args.crop,
+                                                  args.runtime))
     rgb = decode_image_msg(frame.image)
     K = np.asarray(frame.info.k, np.float64).reshape(3, 3)
     run = bench.start_and_wait("light", params, frame, "reliable", node_env=node_env)
@@ -222,7 +225,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     "load_average_end": [round(v, 2) for v in os.getloadavg()]},
         "camera": args.camera, "camera_shm_segment_bytes": segment,
         "width": args.width, "height": args.height, "encoding": "bgr8",
-        "frame_bytes": frame_bytes, "crop": args.crop,
+        "frame_bytes": frame_bytes, "crop": args.crop, "runtime": args.runtime,
         "model_config": Path(args.model_config).name, "frames": args.frames,
         "rounds": args.rounds, "warmup_frames": WARMUP_FRAMES, "gap_ms": args.gap_ms,
         "node_parameters": params,
@@ -239,7 +242,8 @@ def measure_in_child(args: argparse.Namespace, camera: str) -> dict[str, Any]:
                "--frames", str(args.frames), "--rounds", str(args.rounds),
                "--width", str(args.width), "--height", str(args.height),
                "--model-config", args.model_config, "--device", args.device,
-               "--crop", args.crop, "--gap-ms", str(args.gap_ms), "--json", str(out)]
+               "--crop", args.crop, "--runtime", args.runtime, "--gap-ms", str(args.gap_ms),
+               "--json", str(out)]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
 
@@ -254,6 +258,8 @@ def main() -> int:
     ap.add_argument("--model-config", default=str(bench.LIGHT_CONFIG))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--crop", default="full", help="crop mode of the node and of predict()")
+    ap.add_argument("--runtime", choices=RUNTIMES, default=bench.BENCH_RUNTIME,
+                    help="the network's runtime, both sides (the node's default is auto)")
     ap.add_argument("--gap-ms", type=float, default=DEFAULT_GAP_MS,
                     help="pause before each frame, both sides (ms)")
     ap.add_argument("--camera", choices=("both", *CAMERAS), default="both",
