@@ -561,6 +561,48 @@ def test_best_available_follows_the_publishers(ctx: Any) -> None:
         node.destroy_node()
 
 
+def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
+    """best_available: a CameraInfo that reached the node just before its subscription is
+    re-created as reliable (the publishers were looked up) is still used. The demo's first
+    photo used to come out wrist-relative (metric false) now and then: its one CameraInfo
+    was dropped with the replaced subscription."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = _in_process_node(ctx)
+    probe = Node(f"info_probe_{time.monotonic_ns() % 10**6}", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    executor.add_node(probe)
+    topic = node.resolve_topic_name("camera_info")
+    try:
+        node.stop()  # the stub never predicts: only the subscription is under test
+        pub = probe.create_publisher(CameraInfo, topic,
+                                     QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        end = time.monotonic() + 10.0
+        while not (pub.get_subscription_count() > 0 and node.get_publishers_info_by_topic(topic)):
+            assert time.monotonic() < end, "the probe never matched the node's camera_info"
+            executor.spin_once(timeout_sec=0.05)
+        assert _sensor_reliability(node)["camera_info"] == ReliabilityPolicy.BEST_EFFORT
+        info = CameraInfo(width=640, height=480)
+        info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+        pub.publish(info)
+        time.sleep(0.2)  # delivered to the best-effort subscription's queue, not yet taken
+        node._match_publishers()  # the periodic re-check: now reliable, as the publisher
+        assert _sensor_reliability(node)["camera_info"] == ReliabilityPolicy.RELIABLE
+        end = time.monotonic() + 2.0
+        while node._camera is None and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert node._camera is not None, "the CameraInfo was lost with the old subscription"
+        np.testing.assert_allclose(node._camera[0], np.reshape(info.k, (3, 3)))
+        assert node._camera[1] == (640, 480)
+        node._match_publishers()  # the next re-check destroys the replaced subscription
+        assert sum(s.topic_name == topic for s in node.subscriptions) == 1
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+
+
 def test_integers_accepted_for_doubles(ctx: Any, tmp_path: Path) -> None:
     """`min_confidence: 0`, `smoothing_factor: 1`, `roi: [0, 0, 100, 50]` in a params file
     are the doubles they mean (rclpy refused the integers), at startup and at runtime."""

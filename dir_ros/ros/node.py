@@ -564,6 +564,8 @@ class HandsNode(Node):
                 Image, self._depth.on_depth, None, None]
             self._sensor_subs[self.resolve_topic_name("depth_camera_info")] = [
                 CameraInfo, self._depth.on_info, None, None]
+        # replaced CameraInfo subscriptions kept until the next re-check (_subscribe_sensor)
+        self._retired_subs: list[Any] = []
         choice = self.cfg["image_reliability"]
         for topic in self._sensor_subs:
             self._subscribe_sensor(topic, ReliabilityPolicy.BEST_EFFORT if choice ==
@@ -614,21 +616,35 @@ class HandsNode(Node):
 
     def _subscribe_sensor(self, topic: str, reliability: ReliabilityPolicy) -> None:
         """(Re)create the image or camera_info subscription with this reliability (queue
-        IMAGE_QUEUE_DEPTH; the mailbox keeps the newest)."""
+        IMAGE_QUEUE_DEPTH; the mailbox keeps the newest). A replaced CameraInfo subscription
+        stays until the next QoS re-check (_match_publishers): a CameraInfo already in its
+        queue, or sent before the new one has matched, is still delivered (a camera that
+        sends its intrinsics once would otherwise leave the node without them for good;
+        a duplicate only caches the same K again). A replaced image subscription goes at
+        once: a duplicate frame would be answered twice."""
         entry = self._sensor_subs[topic]
-        if entry[2] is not None:
-            self.destroy_subscription(entry[2])
+        old = entry[2]
         qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, history=HistoryPolicy.KEEP_LAST,
                          reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
         entry[2], entry[3] = self.create_subscription(entry[0], topic, entry[1], qos), reliability
+        if old is None:
+            return
+        if entry[0] is CameraInfo:
+            self._retired_subs.append(old)
+        else:
+            self.destroy_subscription(old)
 
     def _match_publishers(self) -> None:
         """image_reliability best_available: reliable while every publisher of the topic is
         reliable, best effort when one is not (or none is known yet). rmw resolves
         BEST_AVAILABLE only once, when the subscription is created: a node started before
         its camera stayed reliable and never heard a best-effort camera. Re-checked every
-        QOS_RECHECK_PERIOD_S; a change re-creates the subscription (logged)."""
+        QOS_RECHECK_PERIOD_S; a change re-creates the subscription (logged). CameraInfo
+        subscriptions replaced at the previous check are destroyed here."""
+        for sub in self._retired_subs:
+            self.destroy_subscription(sub)
+        self._retired_subs.clear()
         for topic, entry in self._sensor_subs.items():
             pubs = self.get_publishers_info_by_topic(topic)
             if not pubs:
