@@ -7,6 +7,7 @@ Skipped when the ROS messages are not built / importable.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -523,30 +524,42 @@ def test_explicit_image_reliability(ctx: Any) -> None:
             node.destroy_node()
 
 
+@contextlib.contextmanager
+def _stopped_node_and_probe(ctx: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """(in-process node with defaults, stopped: the stub never predicts, only its
+    subscriptions are under test; a probe node; an executor spinning both)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = _in_process_node(ctx)
+    probe = Node(f"probe_{time.monotonic_ns() % 10**6}", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        node.stop()
+        yield node, probe, executor
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+
+
 def test_best_available_follows_the_publishers(ctx: Any) -> None:
     """Default best_available, node started before its camera: a best-effort camera is heard
     (rmw resolves BEST_AVAILABLE once, at creation, to reliable when no publisher exists yet:
     such a camera was never heard); a reliable camera alone makes the subscription reliable."""
-    from rclpy.executors import SingleThreadedExecutor
+    with _stopped_node_and_probe(ctx) as (node, probe, executor):
+        topic = node.resolve_topic_name("image")
 
-    node = _in_process_node(ctx)
-    probe = Node(f"qos_probe_{time.monotonic_ns() % 10**6}", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    executor.add_node(probe)
-    topic = node.resolve_topic_name("image")
-
-    def spin_until(cond: Callable[[], bool], timeout_s: float, pub: Any) -> bool:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            msg = Image(width=4, height=2, encoding="rgb8", step=12, data=bytes(24))
-            pub.publish(msg)
-            executor.spin_once(timeout_sec=0.05)
-            if cond():
-                return True
-        return False
-    try:
-        node.stop()  # the stub never predicts: only the subscription is under test
+        def spin_until(cond: Callable[[], bool], timeout_s: float, pub: Any) -> bool:
+            end = time.monotonic() + timeout_s
+            while time.monotonic() < end:
+                msg = Image(width=4, height=2, encoding="rgb8", step=12, data=bytes(24))
+                pub.publish(msg)
+                executor.spin_once(timeout_sec=0.05)
+                if cond():
+                    return True
+            return False
         executor.spin_once(timeout_sec=0.5)
         for policy in (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE):
             pub = probe.create_publisher(Image, topic, QoSProfile(depth=1, reliability=policy))
@@ -555,10 +568,6 @@ def test_best_available_follows_the_publishers(ctx: Any) -> None:
                               and _sensor_reliability(node)["image"] == policy, 20.0, pub), \
                 (policy, node.stats.received - received, _sensor_reliability(node))
             probe.destroy_publisher(pub)
-    finally:
-        executor.shutdown()
-        probe.destroy_node()
-        node.destroy_node()
 
 
 def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
@@ -566,16 +575,10 @@ def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
     re-created as reliable (the publishers were looked up) is still used. The demo's first
     photo used to come out wrist-relative (metric false) now and then: its one CameraInfo
     was dropped with the replaced subscription."""
-    from rclpy.executors import SingleThreadedExecutor
-
-    node = _in_process_node(ctx)
-    probe = Node(f"info_probe_{time.monotonic_ns() % 10**6}", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    executor.add_node(probe)
-    topic = node.resolve_topic_name("camera_info")
-    try:
-        node.stop()  # the stub never predicts: only the subscription is under test
+    with _stopped_node_and_probe(ctx) as (node, probe, executor):
+        for timer in node.timers:  # the re-check runs only when this test calls it
+            timer.cancel()
+        topic = node.resolve_topic_name("camera_info")
         pub = probe.create_publisher(CameraInfo, topic,
                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         end = time.monotonic() + 10.0
@@ -597,10 +600,6 @@ def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
         assert node._camera[1] == (640, 480)
         node._match_publishers()  # the next re-check destroys the replaced subscription
         assert sum(s.topic_name == topic for s in node.subscriptions) == 1
-    finally:
-        executor.shutdown()
-        probe.destroy_node()
-        node.destroy_node()
 
 
 def test_integers_accepted_for_doubles(ctx: Any, tmp_path: Path) -> None:
