@@ -354,7 +354,7 @@ def main() -> int:
     targets = check_targets(rows)
     for line in targets:
         print(line)
-    roof = roofline(graph_gflops, peaks, base_rel, rows) if peaks else {}
+    roof = roofline(graph_gflops, peaks, base_rel, rows)  # {} without OpenVINO
     for line in roofline_lines(graph_gflops, roof) if roof else []:
         print(line)
     result = {"machine": machine, "threads": args.threads, "config": Path(args.config).name,

@@ -32,8 +32,8 @@ The node runs with the environment's Fast DDS settings: its own config/fastdds_n
 unless the environment names a profile file (dir_ros.ros.dds_profile).
 
   tools/ros_env.sh python scripts/benchmark_node_overhead.py [--frames 40] [--rounds 3]
-      [--width 640 --height 480] [--crop full] [--runtime torch] [--camera both|frame_sized|fastdds_default]
-      [--json docs/figures/benchmark_node_overhead.json]
+      [--width 640 --height 480] [--crop full] [--runtime torch]
+      [--camera both|frame_sized|fastdds_default] [--json docs/figures/benchmark_node_overhead.json]
 """
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ def print_report(r: dict[str, Any]) -> None:
     m, p, n = r["machine"], r["predict_ms"], r["node_ms"]
     print(f"camera {r['camera']}; machine: {m['cpu']}, {m['cores']} cores, load average "
           f"{m['load_average_start']} -> {m['load_average_end']}; {r['width']}x{r['height']} "
-          f"bgr8, crop {r['crop']}, runtime {r.get('runtime', 'torch')}, {r['rounds']} rounds of {r['frames']} frames per side")
+          f"bgr8, crop {r['crop']}, runtime {r['runtime']}, {r['rounds']} rounds of "
+          f"{r['frames']} frames per side")
     print(f"{'':24} {'median':>8} {'mean':>8} {'p90':>8} {'n':>5}")
     for name, s in (("predict() in-process", p), ("node end-to-end", n)):
         print(f"{name:24} {s['median']:8.2f} {s['mean']:8.2f} {s['p90']:8.2f} {s['n']:5d}")
