@@ -286,14 +286,14 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
                 rgb = decode_image_msg(msg)
             except (ValueError, cv2.error) as err:  # the node skips such frames too
                 undecodable.append(" ".join(str(err).split()) or type(err).__name__)
-                evaluator.add(None, gt)
+                evaluator.add(None, gt, stamp)
                 return
             t0 = time.perf_counter()
             result = model[0].predict(rgb, K)
             if depth_frames:  # the bag has depth (no depth topic: left empty)
                 _place_with_depth(result, depth_frames, K, stamp)
             latencies.append((time.perf_counter() - t0) * 1000.0)
-            evaluator.add(frame_sample_from_result(result, K, stamp), gt)  # streamed: no backlog
+            evaluator.add(frame_sample_from_result(result, K, stamp), gt, stamp)  # streamed
 
         def start() -> Callable[[int, Any, np.ndarray | None, Any], None]:
             """Build the predictor once the bag's topics are known to be usable."""
@@ -348,7 +348,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
         from tqdm import tqdm
 
         for s in tqdm(frames, desc="scoring", unit="frame", file=sys.stderr, disable=args.no_progress):
-            evaluator.add(matched.get(s), ref["gt"].get(s))
+            evaluator.add(matched.get(s), ref["gt"].get(s), s)  # frames in stamp order
     summary = evaluator.summary()
     summary.update(summary_extra)
     summary["topics"] = ref["topics"]
@@ -624,6 +624,15 @@ def _one_line_summary(summary: dict[str, Any], out: Path) -> str:
                 parts.append(f"{label} {m[key]:.2f} mm")
         if summary.get("mrrpe_mm") is not None:
             parts.append(f"MRRPE {summary['mrrpe_mm']:.2f} mm")
+        rate = (summary.get("detection_rate") or {}).get("mean")
+        if rate is not None:
+            parts.append(f"detected {100.0 * rate:.1f}%")
+    tm = (summary.get("temporal") or {}).get("mean") or {}
+    for key, label in (("jitter_wrist_mm_f2", "wrist jitter"), ("jitter_joints_mm_f2", "joint jitter")):
+        if tm.get(key) is not None:
+            parts.append(f"{label} {tm[key]:.2f} mm/frame^2")
+    if tm.get("accel_error_joints_m_s2") is not None:
+        parts.append(f"joint accel. error {tm['accel_error_joints_m_s2']:.2f} m/s^2")
     return f"report in {out}: " + ", ".join(parts)
 
 

@@ -119,7 +119,7 @@ def _check_report_files(out: Path) -> None:
     img = cv2.imread(str(out / "pck.png"))
     assert img is not None and img.shape == (450, 600, 3)
     md = (out / "report.md").read_text()
-    assert "| Alignment | Hand | MPJPE (mm) | MPVPE (mm) | MRRPE (mm) | MIAA (px) | AUC |" in md
+    assert "| Alignment | Hand | Detected | MPJPE (mm) | MPVPE (mm) | MRRPE (mm) | MIAA (px) | AUC |" in md
     json.loads((out / "report.json").read_text())
 
 

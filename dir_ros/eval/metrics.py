@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .clips import second_difference_norm
+
 SIDES: tuple[str, str] = ("left", "right")
 WRIST = 0  # keypoint index of the wrist (contract keypoint order)
 MIDDLE_MCP = 9  # keypoint index of the middle-finger MCP (contract keypoint order)
@@ -260,6 +262,92 @@ def interpenetration_volume(
 
 
 # --------------------------------------------------------------------------------------------
+# Temporal metrics (issue 19): jitter and acceleration error over runs of valid frames
+#
+# Jitter (ARCTIC and recent video hand papers): mean ||x[t+1] - 2 x[t] + x[t-1]|| over the
+# triples of consecutive frames, mm/frame^2. Acceleration error (as VIBE / TCMR and the
+# video hand papers after them): mean ||a_pred[t] - a_gt[t]||, a[t] = (x[t+1] - 2 x[t] +
+# x[t-1]) / dt^2, m/s^2, dt from the frames' stamps. Both are computed on the wrist (root)
+# position in the camera frame and on the 20 root-relative joints (joint - wrist, unscaled).
+# Miss rule: a frame whose hand is missing (no valid prediction, no valid ground truth, or
+# for the wrist a prediction without camera intrinsics) is NaN; a triple touching a NaN
+# frame is not counted, so the metrics are means over runs of consecutive valid frames.
+
+NS_PER_S = 1.0e9  # stamps (ns) -> seconds
+# The rule of report.md / report.json / docs/evaluation.md, in one sentence each.
+MISS_RULE = (
+    "A hand is detected in a frame when the ground truth has it and the prediction is valid; "
+    "the detection rate (detected / frames with the ground-truth hand) is given beside every "
+    "metric, and the error means are over detected hands only. Temporal metrics are computed "
+    "over runs of consecutive frames in which the hand is valid: a triple of frames "
+    "(t-1, t, t+1) is counted only when all three are valid (prediction valid for jitter, "
+    "ground truth valid for the ground truth's jitter, both for the acceleration error; the "
+    "wrist also needs a metric prediction), so a miss ends a run instead of being bridged.")
+
+
+def root_and_relative(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T,21,3) joints m -> wrist (T,1,3) and root-relative joints 1..20 (T,20,3), m.
+    NaN rows stay NaN (a missing hand), an unannotated wrist makes its whole row NaN."""
+    j = np.asarray(joints, float)
+    root = j[:, WRIST:WRIST + 1]
+    rel = np.delete(j, WRIST, axis=1) - root
+    return root, rel
+
+
+def jitter_mm(points: np.ndarray) -> tuple[float | None, int]:
+    """Jitter of a track of points (T,P,3) m, NaN where missing: (mean second-difference
+    norm in mm/frame^2 over every finite (triple, point), number of triples counted).
+    None when no triple of three valid frames exists."""
+    d = second_difference_norm(points) * M_TO_MM  # (T-2, P)
+    ok = np.isfinite(d)
+    if not ok.any():
+        return None, 0
+    return float(d[ok].mean()), int(ok.any(axis=1).sum())
+
+
+def triple_dt_s(stamps_ns: np.ndarray) -> np.ndarray:
+    """Per-triple frame interval (T-2,) s: the mean of the two intervals around frame t,
+    (stamp[t+1] - stamp[t-1]) / 2; exact for evenly spaced frames. NaN where either
+    interval is not positive (stamps unknown, repeated or out of order)."""
+    s = np.asarray(stamps_ns, np.int64)
+    if len(s) < 3:
+        return np.zeros(0)
+    d = np.diff(s).astype(np.float64) / NS_PER_S
+    ok = (d[:-1] > 0) & (d[1:] > 0)
+    return np.where(ok, (d[:-1] + d[1:]) / 2.0, np.nan)
+
+
+def acceleration_error_m_s2(pred: np.ndarray, gt: np.ndarray,
+                            stamps_ns: np.ndarray) -> tuple[float | None, int]:
+    """Acceleration error of a track (T,P,3) m against the ground truth (T,P,3) m (NaN
+    where missing), frame stamps (T,) ns: (mean ||a_pred - a_gt|| in m/s^2 over every finite
+    (triple, point), number of triples counted); a = second difference / dt^2 with dt from
+    triple_dt_s. Since the second difference is linear, a_pred - a_gt is the second
+    difference of pred - gt over dt^2."""
+    dt = triple_dt_s(stamps_ns)
+    a = second_difference_norm(np.asarray(pred, float) - np.asarray(gt, float))
+    if a.size == 0:
+        return None, 0
+    a = a / (dt[:, None] ** 2)
+    ok = np.isfinite(a)
+    if not ok.any():
+        return None, 0
+    return float(a[ok].mean()), int(ok.any(axis=1).sum())
+
+
+def track_jitter(joints: np.ndarray, wrist_valid: np.ndarray | None = None) -> dict[str, Any]:
+    """Jitter of one hand's track (T,21,3) m (NaN rows: hand missing): wrist and
+    root-relative joints in mm/frame^2 and the triples each counted. wrist_valid (T,) bool
+    marks frames whose wrist position is absolute (metric); None: every valid frame."""
+    root, rel = root_and_relative(joints)
+    if wrist_valid is not None:
+        root = np.where(np.asarray(wrist_valid, bool)[:, None, None], root, np.nan)
+    wrist, n_wrist = jitter_mm(root)
+    rel_j, n_rel = jitter_mm(rel)
+    return {"wrist": wrist, "joints": rel_j, "wrist_triples": n_wrist, "joints_triples": n_rel}
+
+
+# --------------------------------------------------------------------------------------------
 # Accumulating evaluator
 
 
@@ -362,6 +450,12 @@ class _HandAccum:
     # two distributions a min_confidence threshold separates
     confidence_gt_hand: list[float] = field(default_factory=list)
     confidence_gt_no_hand: list[float] = field(default_factory=list)
+    # one row per frame, in the order added (temporal metrics): joints (21,3) m, NaN rows
+    # where the hand is missing (invalid, absent, or no ground truth for the frame)
+    track_pred: list[np.ndarray] = field(default_factory=list)
+    track_pred_metric: list[bool] = field(default_factory=list)  # absolute wrist position
+    track_gt: list[np.ndarray] = field(default_factory=list)
+    track_gt_metric: list[bool] = field(default_factory=list)
     counts: dict[str, int] = field(
         default_factory=lambda: {
             "frames": 0,
@@ -381,8 +475,10 @@ class _HandAccum:
 class Evaluator:
     """Accumulates frames (prediction vs ground truth) and computes the metric summary.
 
-    ``add(pred, gt)``: pred None means no prediction at all for that frame (a drop);
-    gt None means the frame has no ground truth (only rates/confidence are reported).
+    ``add(pred, gt, stamp_ns)``: pred None means no prediction at all for that frame (a
+    drop); gt None means the frame has no ground truth (only rates/confidence are reported).
+    Frames are added in time order: the temporal metrics (jitter, acceleration error) take
+    consecutive calls as consecutive frames and their stamps for the frame interval.
     """
 
     def __init__(self, compute_iv: bool = True, iv_pitch_m: float = IV_PITCH_M) -> None:
@@ -399,9 +495,15 @@ class Evaluator:
         self.root_error_mm: dict[str, list[float]] = {}
         self.iv: list[float] = []
         self.iv_not_watertight = 0
+        self.stamps_ns: list[int] = []  # per frame, in the order added
 
-    def add(self, pred: FrameSample | None, gt: FrameSample | None) -> None:
-        """Add one frame."""
+    def add(self, pred: FrameSample | None, gt: FrameSample | None,
+            stamp_ns: int | None = None) -> None:
+        """Add one frame; stamp_ns: its time (default: the prediction's, else the ground
+        truth's stamp_ns)."""
+        if stamp_ns is None:
+            stamp_ns = pred.stamp_ns if pred is not None else (gt.stamp_ns if gt is not None else 0)
+        self.stamps_ns.append(int(stamp_ns))
         self.frames += 1
         if gt is not None:
             self.frames_with_gt += 1
@@ -429,6 +531,13 @@ class Evaluator:
         c["frames"] += 1
         p_valid = p is not None and p.valid and p.joints is not None
         g_valid = g is not None and g.valid and g.joints is not None
+        missing_row = np.full((NUM_KEYPOINTS, 3), np.nan)
+        acc.track_pred.append(np.asarray(p.joints, float).reshape(NUM_KEYPOINTS, 3)
+                              if p_valid else missing_row)
+        acc.track_pred_metric.append(bool(p_valid and p.metric))
+        acc.track_gt.append(np.asarray(g.joints, float).reshape(NUM_KEYPOINTS, 3)
+                            if g_valid else missing_row)
+        acc.track_gt_metric.append(bool(g_valid and g.metric))
         has_conf = p is not None and not math.isnan(p.confidence)
         if p_valid:
             c["pred_valid"] += 1
@@ -529,6 +638,8 @@ class Evaluator:
             acc = self.hands[side]
             c = dict(acc.counts)
             c["valid_rate"] = c["pred_valid"] / c["frames"] if c["frames"] else None
+            c["detected"] = c["gt_valid"] - c["missing"]
+            c["detection_rate"] = c["detected"] / c["gt_valid"] if c["gt_valid"] else None
             c["confidence"] = describe(acc.confidence)
             c["confidence_invalid"] = describe(acc.confidence_invalid)
             c["confidence_gt_hand"] = describe(acc.confidence_gt_hand)
@@ -542,6 +653,8 @@ class Evaluator:
             "pitch_cm": self.iv_pitch_m * 100.0,
         }
         out["interpenetration"] = iv
+        out["detection_rate"] = self._detection_rates()
+        out["temporal"] = self._temporal_summary(has_gt)
         if not has_gt:
             return out
         metrics: dict[str, Any] = {}
@@ -563,12 +676,14 @@ class Evaluator:
                         np.stack(acc.mesh_j_pred), np.stack(acc.mesh_j_gt), variant,
                     )
                     entry["mpvpe_mm"] = float(np.nanmean(verr)) * M_TO_MM
+                entry["detection_rate"] = out["detection_rate"][side]
                 per[side] = entry
             mean: dict[str, Any] = {
                 k: _mean_or_none([per[s][k] for s in SIDES]) for k in ("mpjpe_mm", "mpvpe_mm", "auc")
             }
             curves = [np.asarray(per[s]["pck"]) for s in SIDES if per[s]["pck"] is not None]
             mean["pck"] = np.mean(curves, axis=0).tolist() if curves else None
+            mean["detection_rate"] = out["detection_rate"]["mean"]
             per["mean"] = mean
             metrics[variant] = per
         out["metrics"] = metrics
@@ -580,4 +695,66 @@ class Evaluator:
         out["mrrpe_unavailable_frames"] = self.mrrpe_unavailable
         out["root_error_mm_by_placement"] = {
             name: {**describe(v), "hands": len(v)} for name, v in sorted(self.root_error_mm.items())}
+        return out
+
+    def _detection_rates(self) -> dict[str, float | None]:
+        """Detected / frames with the ground-truth hand, per side and pooled over both
+        ("mean"); None without ground truth for that hand."""
+        out: dict[str, float | None] = {}
+        for side in SIDES:
+            c = self.hands[side].counts
+            out[side] = (c["gt_valid"] - c["missing"]) / c["gt_valid"] if c["gt_valid"] else None
+        gt = sum(self.hands[s].counts["gt_valid"] for s in SIDES)
+        missing = sum(self.hands[s].counts["missing"] for s in SIDES)
+        out["mean"] = (gt - missing) / gt if gt else None
+        return out
+
+    def _temporal_summary(self, has_gt: bool) -> dict[str, Any]:
+        """Jitter (predictions and, with ground truth, the ground truth's own) and the
+        acceleration error per hand, with the triples counted (MISS_RULE)."""
+        stamps = np.asarray(self.stamps_ns, np.int64)
+        dt = triple_dt_s(stamps)
+        out: dict[str, Any] = {
+            "rule": MISS_RULE,
+            "frames": self.frames,
+            "triples": max(self.frames - 2, 0),
+            "frame_interval_ms": (float(np.nanmedian(dt)) * 1e3
+                                  if dt.size and np.isfinite(dt).any() else None),
+            "triples_without_interval": int(np.sum(~np.isfinite(dt))),
+        }
+        keys = ("jitter_wrist_mm_f2", "jitter_joints_mm_f2", "gt_jitter_wrist_mm_f2",
+                "gt_jitter_joints_mm_f2", "accel_error_wrist_m_s2", "accel_error_joints_m_s2")
+        rates = self._detection_rates()
+        for side in SIDES:
+            acc = self.hands[side]
+            entry: dict[str, Any] = {k: None for k in keys}
+            entry["detection_rate"] = rates[side]
+            entry["triples_counted"] = {}
+            if not acc.track_pred:
+                out[side] = entry
+                continue
+            pred = np.stack(acc.track_pred)
+            pred_metric = np.asarray(acc.track_pred_metric, bool)
+            j = track_jitter(pred, pred_metric)
+            entry["jitter_wrist_mm_f2"], entry["jitter_joints_mm_f2"] = j["wrist"], j["joints"]
+            counted = {"jitter_wrist": j["wrist_triples"], "jitter_joints": j["joints_triples"]}
+            if has_gt:
+                gt = np.stack(acc.track_gt)
+                gt_metric = np.asarray(acc.track_gt_metric, bool)
+                g = track_jitter(gt, gt_metric)
+                entry["gt_jitter_wrist_mm_f2"] = g["wrist"]
+                entry["gt_jitter_joints_mm_f2"] = g["joints"]
+                counted["gt_jitter_wrist"] = g["wrist_triples"]
+                counted["gt_jitter_joints"] = g["joints_triples"]
+                pr, prel = root_and_relative(pred)
+                gr, grel = root_and_relative(gt)
+                both = (pred_metric & gt_metric)[:, None, None]
+                entry["accel_error_wrist_m_s2"], counted["accel_error_wrist"] = \
+                    acceleration_error_m_s2(np.where(both, pr, np.nan), gr, stamps)
+                entry["accel_error_joints_m_s2"], counted["accel_error_joints"] = \
+                    acceleration_error_m_s2(prel, grel, stamps)
+            entry["triples_counted"] = counted
+            out[side] = entry
+        out["mean"] = {k: _mean_or_none([out[s][k] for s in SIDES]) for k in keys}
+        out["mean"]["detection_rate"] = rates["mean"]
         return out

@@ -77,10 +77,12 @@ def markdown(summary: dict[str, Any]) -> str:
             "",
             "Errors per hand and averaged over both hands. MPJPE / MPVPE in mm, MRRPE in mm "
             "(two-hand quantity, mean row), MIAA in px (alignment-independent, main rows), "
-            f"AUC of the PCK curve over 0-{PCK_MAX_MM:g} mm.",
+            f"AUC of the PCK curve over 0-{PCK_MAX_MM:g} mm. Detected: the detection rate "
+            "(frames where the ground truth has the hand and the prediction is valid / frames "
+            "where the ground truth has the hand); the errors are means over detected hands.",
             "",
-            "| Alignment | Hand | MPJPE (mm) | MPVPE (mm) | MRRPE (mm) | MIAA (px) | AUC |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| Alignment | Hand | Detected | MPJPE (mm) | MPVPE (mm) | MRRPE (mm) | MIAA (px) | AUC |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         miaa = summary.get("miaa_px", {})
         for variant in VARIANTS:
@@ -91,8 +93,9 @@ def markdown(summary: dict[str, Any]) -> str:
                 mrrpe = _fmt(summary.get("mrrpe_mm")) if main and hand == "mean" else ("" if main else "-")
                 mi = _fmt(miaa.get(hand)) if main else "-"
                 title = VARIANT_TITLES[variant] if hand == "left" else ""
-                lines.append(f"| {title} | {hand} | {_fmt(e['mpjpe_mm'])} | {_fmt(e['mpvpe_mm'])} | "
-                             f"{mrrpe} | {mi} | {_fmt(e['auc'], 3)} |")
+                det = _fmt(e.get("detection_rate"), 3)
+                lines.append(f"| {title} | {hand} | {det} | {_fmt(e['mpjpe_mm'])} | "
+                             f"{_fmt(e['mpvpe_mm'])} | {mrrpe} | {mi} | {_fmt(e['auc'], 3)} |")
         lines += ["", f"MRRPE over {summary.get('mrrpe_frames', 0)} frames with both hands valid "
                   f"(not computable for {summary.get('mrrpe_unavailable_frames', 0)} frames: "
                   f"non-metric prediction or GT wrist not annotated).", ""]
@@ -112,16 +115,16 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += [
         "## Hands",
         "",
-        "| Hand | frames | GT valid | predicted valid | valid rate | scored | missing (GT valid, no prediction) "
-        "| false positive | no mesh to compare | confidence mean |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Hand | frames | GT valid | predicted valid | valid rate | detection rate | scored "
+        "| missing (GT valid, no prediction) | false positive | no mesh to compare | confidence mean |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for side in SIDES:
         c = summary["hands"][side]
         conf = c.get("confidence") or {}
         lines.append(
             f"| {side} | {c['frames']} | {c['gt_valid']} | {c['pred_valid']} | {_fmt(c['valid_rate'], 3)} | "
-            f"{c['scored']} | {c['missing']} | {c['false_positive']} | {c['mesh_unavailable']} | "
+            f"{_fmt(c.get('detection_rate'), 3)} | {c['scored']} | {c['missing']} | {c['false_positive']} | {c['mesh_unavailable']} | "
             f"{_fmt(conf.get('mean'), 3)} |"
         )
     unalignable = {s: summary["hands"][s].get("gt_unalignable", 0) for s in SIDES}
@@ -131,6 +134,7 @@ def markdown(summary: dict[str, Any]) -> str:
                   + ", ".join(f"{s}: {unalignable[s]} hands not scored (wrist or middle MCP not "
                               f"annotated), {skipped_joints[s]} joints of scored hands excluded"
                               for s in SIDES) + "."]
+    lines += _temporal_lines(summary)
     lines += _confidence_lines(summary)
     iv = summary.get("interpenetration", {})
     lines += ["", "## Other", ""]
@@ -145,6 +149,49 @@ def markdown(summary: dict[str, Any]) -> str:
     for key, val in rates.items():
         lines.append(f"- {key} rate: {_fmt(val)} Hz")
     return "\n".join(lines) + "\n"
+
+
+def _temporal_lines(summary: dict[str, Any]) -> list[str]:
+    """The temporal section: jitter of the predictions (and of the ground truth) and the
+    acceleration error per hand, the detection rate beside them, and the miss rule."""
+    tm = summary.get("temporal")
+    if not tm:
+        return []
+    has_gt = bool(summary.get("has_ground_truth"))
+    interval = tm.get("frame_interval_ms")
+    lines = ["", "## Temporal", "",
+             "Jitter = mean \\|x[t+1] - 2 x[t] + x[t-1]\\| in mm/frame^2 of the wrist (root) "
+             "position and of the root-relative joints (joint - wrist, unscaled, joints 1-20)."]
+    if has_gt:
+        lines.append("Acceleration error = mean \\|a_pred - a_gt\\| in m/s^2 of the same "
+                     "quantities, a = second difference / dt^2 with dt the mean of the two "
+                     "stamp intervals around the frame"
+                     + (f" (median {interval:.2f} ms)." if interval is not None else
+                        " (no usable stamps: not computed)."))
+    lines += ["", f"Miss rule: {tm.get('rule', '')}", ""]
+    # without ground truth a miss cannot be told from an empty frame: the valid rate instead
+    head = ["Hand", "Detected" if has_gt else "valid rate", "jitter wrist (mm/f^2)",
+            "jitter joints (mm/f^2)"]
+    keys = ["detection_rate", "jitter_wrist_mm_f2", "jitter_joints_mm_f2"]
+    if has_gt:
+        head += ["GT jitter wrist", "GT jitter joints", "accel. error wrist (m/s^2)",
+                 "accel. error joints (m/s^2)"]
+        keys += ["gt_jitter_wrist_mm_f2", "gt_jitter_joints_mm_f2", "accel_error_wrist_m_s2",
+                 "accel_error_joints_m_s2"]
+    head.append(f"triples counted (of {tm.get('triples', 0)})")
+    lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for hand in (*SIDES, "mean"):
+        e = dict(tm.get(hand) or {})
+        if not has_gt:
+            hands = summary.get("hands") or {}
+            rates = [hands[s].get("valid_rate") for s in SIDES if s in hands]
+            e["detection_rate"] = (hands.get(hand, {}).get("valid_rate") if hand in SIDES else
+                                   (float(np.mean(rates)) if rates and None not in rates else None))
+        cells = [_fmt(e.get(k), 3 if k == "detection_rate" else 2) for k in keys]
+        counted = e.get("triples_counted") or {}
+        cells.append(", ".join(f"{k} {v}" for k, v in counted.items()) if counted else "")
+        lines.append(f"| {hand} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _confidence_lines(summary: dict[str, Any]) -> list[str]:
