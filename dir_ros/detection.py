@@ -240,6 +240,10 @@ class HandDetector:
         """Build the MediaPipe graphs (bundled models only: no download)."""
         import mediapipe as mp  # local: importing dir_ros must not need mediapipe
 
+        from dir_ros.native_log import quiet_native_logs
+
+        quiet_native_logs()  # MediaPipe's C++ log lines stay off the console (native_log.py)
+
         if model_complexity not in BUNDLED_HAND_COMPLEXITIES:
             raise ValueError(f"model_complexity must be one of {BUNDLED_HAND_COMPLEXITIES} "
                              f"(the models inside the mediapipe wheel), got {model_complexity}")
