@@ -141,18 +141,66 @@ RECOVERY_COOLDOWN_FRAMES = 5
 RECOVERY_ROUTES = ("track", "pair", "pose", "pose_masked", "mirror")
 DEFAULT_RECOVERY_ROUTES = ("track", "pair", "pose", "pose_masked")
 
+# --- landmark tracking ('follow', video mode with track_landmarks) ------------------------
+# The region fed to the landmark model for a hand seen in the previous frame, the rule of
+# MediaPipe's own hand tracking (its HandLandmarkLandmarksToRoi subgraph; the numbers are
+# MediaPipe's): the bounding box, in the hand's upright frame (wrist -> middle-finger base
+# pointing up), of the wrist, thumb and finger-base landmarks below ...
+FOLLOW_ROI_LANDMARKS = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
+# ... made square on its longer side and scaled by this ...
+FOLLOW_ROI_SCALE = 2.0
+# ... and moved this fraction of its side towards the fingers.
+FOLLOW_ROI_SHIFT = 0.1
+# A followed hand is kept while the landmark model's hand-presence score is at least this
+# fraction of min_tracking_confidence (0.2 with MediaPipe's default 0.5). Measured on the
+# three drifting clips: the half-hidden hand of demo2 scores 0.39-0.64 on its regions
+# (median 0.49: MediaPipe's 0.5 lost it on every third frame), the other hands 0.95-0.99;
+# the same regions on a grey frame, on the photo moved away or on noise score at most 0.01.
+FOLLOW_PRESENCE_FRACTION = 0.4
+# The 'track' route (crops around a hand's last known region, palm detector on the crop)
+# keeps trying a lost hand's region for this many frames after it was last seen: 15 = half
+# a second at 30 Hz, about the longest the interlocked clips hid a hand from the landmark
+# model. The switch-off (track_landmarks False) keeps the old rule: the previous frame only.
+REGION_MEMORY_FRAMES = 15
+
+# --- exposure ------------------------------------------------------------------------------
+# A frame whose luma 99th percentile is below this is brightened (a gain on every channel)
+# until it reaches it, before any model sees it: the palm detector finds no hand on the
+# photos dimmed to 0.3x (99th percentile 56-73) and finds them again brightened to 150 (27
+# of 42 hands over the 7 photos at 0.3/0.12/0.05x, against 24 at 100 and 27 at 230; 5
+# unbrightened). Undimmed, the 7 photos have 188-245, so they are left as they are; the
+# gain is continuous (1 at the threshold), so a stream near it does not flicker.
+EXPOSURE_TARGET_P99 = 150.0
+# Largest gain: a 0.05x frame (99th percentile about 11) needs 14; above 16, JPEG and
+# sensor noise dominate what is left of an 8-bit image.
+MAX_EXPOSURE_GAIN = 16.0
+# The percentile is taken on every EXPOSURE_STRIDE-th pixel of every EXPOSURE_STRIDE-th row:
+# a 640x480 frame still gives 19,200 samples, in well under a millisecond.
+EXPOSURE_STRIDE = 4
+# Which percentile of the luma the exposure rule reads (a bright highlight, not the mean,
+# so that a dark background with a lit hand is left alone).
+EXPOSURE_PERCENTILE = 99.0
+# ITU-R BT.601 luma weights of R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+# Every source a Detection can name (route_counts keys): the full-frame palm pass, the
+# landmark tracking step, and the recovery routes.
+SOURCES = ("palm", "follow") + RECOVERY_ROUTES
+
 
 @dataclass
 class Detection:
     """One detected hand: the person's side, confidence, 2D landmarks (px), 3D world landmarks.
 
-    score: MediaPipe's handedness score in [0, 1] (the solutions API does not return the
-    hand-presence score; hands under min_detection/min_tracking_confidence are dropped).
-    landmarks_px (21,2) float64 image pixels, corner-origin, MediaPipe order; world (21,3)
-    float64 metres, MediaPipe world landmarks (origin near the hand's centre, axes of the
-    camera: x right, y down, z forward). source: 'palm' (the full-frame MediaPipe graph:
-    palm detector, and in video mode its own tracking), or the recovery route that found it
-    ('track', 'pair', 'pose', 'pose_masked', 'mirror').
+    score: MediaPipe's handedness score in [0, 1] for this side (the solutions API does not
+    return the hand-presence score; hands under min_detection/min_tracking_confidence are
+    dropped). landmarks_px (21,2) float64 image pixels, corner-origin, MediaPipe order;
+    world (21,3) float64 metres, MediaPipe world landmarks (origin near the hand's centre,
+    axes of the camera: x right, y down, z forward). source: 'palm' (the full-frame
+    MediaPipe graph: palm detector, and with track_landmarks off in video mode its own
+    tracking), 'follow' (the landmark model alone on the region of the previous frame's
+    hand), or the recovery route that found it ('track', 'pair', 'pose', 'pose_masked',
+    'mirror').
     """
 
     side: str
@@ -182,6 +230,7 @@ class _Candidate:
     score: float
     landmarks_px: np.ndarray  # (21,2) px, corner-origin
     world: np.ndarray  # (21,3) m
+    presence: float = float("nan")  # hand-presence score in [0, 1] where the graph gives it
 
 
 def _hand_size(points: np.ndarray) -> float:
@@ -224,19 +273,77 @@ def _crop_affine(centre: np.ndarray, side_px: float, angle_rad: float, mirror: b
     return np.hstack([lin, offset[:, None]])
 
 
+def _upright_angle(points: np.ndarray) -> float:
+    """Angle (rad, clockwise from image 'up') of the hand's wrist -> middle-finger-base
+    direction in points (21,2) px: turning the image by it makes the hand point up."""
+    pointing = points[MIDDLE_MCP] - points[WRIST]
+    return float(np.arctan2(pointing[0], -pointing[1]))
+
+
+def follow_region(points: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The region where the landmark model looks for a hand of the previous frame, from its
+    landmarks points (21,2) px: (centre (2,) px, side px, angle rad clockwise from up);
+    MediaPipe's tracking rule (FOLLOW_ROI_* constants)."""
+    pts = np.asarray(points, dtype=np.float64)
+    angle = _upright_angle(pts)
+    c, s = np.cos(angle), np.sin(angle)
+    to_hand = np.array([[c, s], [-s, c]])  # image offsets -> the hand's upright frame
+    q = (pts[list(FOLLOW_ROI_LANDMARKS)] - pts[WRIST]) @ to_hand.T
+    lo, hi = q.min(axis=0), q.max(axis=0)
+    side = max(float(np.max(hi - lo)) * FOLLOW_ROI_SCALE, geo.MIN_CROP_PX)
+    centre_hand = (lo + hi) / 2.0 + np.array([0.0, -FOLLOW_ROI_SHIFT * side])  # up = fingers
+    return pts[WRIST] + centre_hand @ to_hand, side, angle
+
+
+def exposure_gain(image: np.ndarray) -> float:
+    """Gain (>= 1) that brings the luma EXPOSURE_PERCENTILE of image (H,W,3) uint8 RGB up to
+    EXPOSURE_TARGET_P99, at most MAX_EXPOSURE_GAIN; 1 for a frame bright enough."""
+    sample = image[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE].reshape(-1, 3).astype(np.float32)
+    level = float(np.percentile(sample @ np.asarray(LUMA_WEIGHTS, np.float32),
+                                EXPOSURE_PERCENTILE))
+    if level >= EXPOSURE_TARGET_P99:
+        return 1.0
+    return min(EXPOSURE_TARGET_P99 / max(level, 1.0), MAX_EXPOSURE_GAIN)
+
+
+def _landmark_graph_text(count: int) -> str:
+    """Text proto of a MediaPipe graph running its hand landmark subgraph (HandLandmarkCpu:
+    the landmark model alone, no palm detector) on `count` regions of one image: input
+    streams image, roi0..; outputs landmarks{i}, world{i}, handedness{i} (the nodes run in
+    parallel on MediaPipe's executor)."""
+    lines = ['input_stream: "image"', 'input_side_packet: "model_complexity"']
+    for i in range(count):
+        lines += [f'input_stream: "roi{i}"', f'output_stream: "landmarks{i}"',
+                  f'output_stream: "world{i}"', f'output_stream: "handedness{i}"',
+                  f'node {{ name: "follow{i}" calculator: "HandLandmarkCpu" '
+                  f'input_stream: "IMAGE:image" input_stream: "ROI:roi{i}" '
+                  f'input_side_packet: "MODEL_COMPLEXITY:model_complexity" '
+                  f'output_stream: "LANDMARKS:landmarks{i}" output_stream: "WORLD_LANDMARKS:world{i}" '
+                  f'output_stream: "HANDEDNESS:handedness{i}" }}']
+    return "\n".join(lines)
+
+
 class HandDetector:
     """MediaPipe Hands front end: at most one Detection per side of the person, per frame.
 
-    video True: MediaPipe's tracking graph (frames of one stream, in order); False: every
-    call independent (static-image mode). recover_second_hand: look for a missing hand on
-    crops (routes in the module docstring). recovery_routes: the ladder to try, in order.
+    video True: frames of one stream, in order; False: every call independent (static-image
+    mode). track_landmarks (video only): follow each hand of the previous frame with the
+    landmark model alone on its predicted region and run the palm detector only while a
+    hand is missing; False: MediaPipe's own tracking graph, as before (the baseline).
+    recover_second_hand: look for a missing hand on crops (routes in the module docstring).
+    recovery_routes: the ladder to try, in order. normalise_exposure: brighten dim frames
+    (exposure_gain) before any model sees them.
+    route_counts (source -> hands it delivered, plus 'exposure': frames brightened) and
+    route_runs (stage -> times it ran, plus 'frames') add up over the detector's life (reset()
+    keeps them; clear_counts() empties them): how often each route fires.
     """
 
     def __init__(self, mirrored_input: bool = False, video: bool = True,
                  min_detection_confidence: float = DEFAULT_MIN_DETECTION_CONFIDENCE,
                  min_tracking_confidence: float = DEFAULT_MIN_TRACKING_CONFIDENCE,
                  model_complexity: int = 1, recover_second_hand: bool = True,
-                 recovery_routes: Sequence[str] = DEFAULT_RECOVERY_ROUTES) -> None:
+                 recovery_routes: Sequence[str] = DEFAULT_RECOVERY_ROUTES,
+                 track_landmarks: bool = True, normalise_exposure: bool = True) -> None:
         """Build the MediaPipe graphs (bundled models only: no download)."""
         import mediapipe as mp  # local: importing dir_ros must not need mediapipe
 
@@ -252,20 +359,34 @@ class HandDetector:
             raise ValueError(f"unknown recovery routes {unknown}; known: {RECOVERY_ROUTES}")
         self.mirrored_input = bool(mirrored_input)
         self.video = bool(video)
+        self.track_landmarks = bool(track_landmarks) and self.video
         self.recover_second_hand = bool(recover_second_hand)
         self.recovery_routes = tuple(recovery_routes)
+        self.normalise_exposure = bool(normalise_exposure)
         self._mp = mp
+        # Full-frame graph: MediaPipe's tracking graph only for the old video way; with our
+        # own tracking (or for photos) every palm pass is an independent static pass.
         self._hands = mp.solutions.hands.Hands(
-            static_image_mode=not self.video, max_num_hands=2, model_complexity=model_complexity,
+            static_image_mode=not self.video or self.track_landmarks, max_num_hands=2,
+            model_complexity=model_complexity,
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence)
+        # hand-presence threshold of the landmark tracking ('follow') step
+        self._follow_presence = FOLLOW_PRESENCE_FRACTION * float(min_tracking_confidence)
         self._crop_hands = None  # static-mode graph for recovery crops, built on first use
         self._pose = None  # pose graph, built on first use
+        self._follow_graphs: dict[int, object] = {}  # regions -> landmark-only graph, on use
         self._model_complexity = model_complexity
         self._previous: dict[str, Detection] = {}
+        # side -> (last Detection of that side, frame number it was seen on): 'track' regions
+        self._last_seen: dict[str, tuple[Detection, int]] = {}
+        self._frame = 0
         self._cooldown = 0
         # Seconds spent per stage in the last call ('palm' and each route tried): diagnostics.
         self.last_timings: dict[str, float] = {}
+        self.route_counts: dict[str, int] = {}
+        self.route_runs: dict[str, int] = {}
+        self.clear_counts()
 
     # --- public API ---------------------------------------------------------------------
 
@@ -276,27 +397,54 @@ class HandDetector:
             raise ValueError(
                 f"expected an (H,W,3) uint8 RGB image, got {image.shape} {image.dtype}")
         self.last_timings = {}
-        t0 = time.perf_counter()
-        found = self._assign_sides(self._run_full(image))
-        self.last_timings["palm"] = time.perf_counter() - t0
+        self._frame += 1
+        self.route_runs["frames"] += 1
+        if self.normalise_exposure:
+            gain = exposure_gain(image)
+            if gain > 1.0:
+                image = cv2.convertScaleAbs(image, alpha=gain)  # saturating uint8 gain
+                self.route_counts["exposure"] += 1
+        found: dict[str, Detection] = {}
+        if self.track_landmarks and self._previous:
+            found = self._follow(image)
+        if len(found) < len(SIDES):
+            t0 = time.perf_counter()
+            cands = self._run_full(image)
+            self.route_runs["palm"] += 1
+            if found:
+                self._add_new_hand(cands, found)
+            else:
+                found = self._assign_sides(cands)
+            self.last_timings["palm"] = time.perf_counter() - t0
         if self.recover_second_hand and len(found) < len(SIDES):
             self._recover(image, found)
+        for d in found.values():
+            self.route_counts[d.source] += 1
         if self.video:
             self._previous = dict(found)
+            for side, d in found.items():
+                self._last_seen[side] = (d, self._frame)
         return found
+
+    def clear_counts(self) -> None:
+        """Empty route_counts and route_runs (every key present, at 0)."""
+        self.route_counts = {k: 0 for k in SOURCES + ("exposure",)}
+        self.route_runs = {k: 0 for k in ("frames",) + SOURCES}
 
     def reset(self) -> None:
         """Forget all tracking state (MediaPipe's and ours): the next frame starts a new stream."""
         self._hands.reset()
         self._previous = {}
+        self._last_seen = {}
         self._cooldown = 0
 
     def close(self) -> None:
         """Release the MediaPipe graphs."""
-        for graph in (self._hands, self._crop_hands, self._pose):
+        for graph in (self._hands, self._crop_hands, self._pose, *self._follow_graphs.values()):
             if graph is not None:
                 graph.close()
         self._hands = self._crop_hands = self._pose = None
+        self._follow_graphs = {}
 
     def __enter__(self) -> "HandDetector":
         """Context manager: closes the graphs on exit."""
@@ -381,6 +529,100 @@ class HandDetector:
             arms[arm] = np.array(pts, dtype=np.float64)
         return arms
 
+    # --- landmark tracking ----------------------------------------------------------------
+
+    def _follow_graph(self, count: int) -> object:
+        """The landmark-only graph for `count` regions (built on first use): MediaPipe's
+        hand landmark subgraph, its presence threshold at min_tracking_confidence."""
+        if count not in self._follow_graphs:
+            from google.protobuf import text_format
+            from mediapipe.framework import calculator_pb2
+            from mediapipe.python.solution_base import SolutionBase
+
+            config = text_format.Parse(_landmark_graph_text(count),
+                                       calculator_pb2.CalculatorGraphConfig())
+            outputs = [f"{k}{i}" for i in range(count) for k in ("landmarks", "world",
+                                                                  "handedness")]
+            # The subgraph's hand-presence score (an inner stream of the expanded graph).
+            outputs += [f"follow{i}__hand_presence_score" for i in range(count)]
+            self._follow_graphs[count] = SolutionBase(
+                graph_config=config, side_inputs={"model_complexity": self._model_complexity},
+                outputs=outputs,
+                calculator_params={f"follow{i}__ThresholdingCalculator.threshold":
+                                   self._follow_presence for i in range(count)})
+        return self._follow_graphs[count]
+
+    def _run_regions(self, image: np.ndarray, regions: list[tuple[np.ndarray, float, float]]
+                     ) -> list[Optional[_Candidate]]:
+        """The landmark model alone on each region (centre (2,) px, side px, angle rad) of
+        image: per region the hand it sees (image pixels, image-aligned world axes) or None
+        when its hand-presence score is under the follow threshold."""
+        from mediapipe.framework.formats import rect_pb2
+
+        h, w = image.shape[:2]
+        inputs: dict[str, object] = {"image": image}
+        for i, (centre, side, angle) in enumerate(regions):
+            # MediaPipe's NormalizedRect: centre and size as fractions of the image's width
+            # and height, rotation clockwise in image coordinates (radians).
+            inputs[f"roi{i}"] = rect_pb2.NormalizedRect(
+                x_center=float(centre[0]) / w, y_center=float(centre[1]) / h,
+                width=side / w, height=side / h, rotation=angle)
+        out = self._follow_graph(len(regions)).process(inputs)
+        hands: list[Optional[_Candidate]] = []
+        for i in range(len(regions)):
+            lms, world, handed = (getattr(out, f"{k}{i}")
+                                  for k in ("landmarks", "world", "handedness"))
+            if lms is None or world is None or handed is None:
+                hands.append(None)
+                continue
+            cls = handed.classification[0]
+            px = np.array([[p.x * w, p.y * h] for p in lms.landmark], dtype=np.float64)
+            xyz = np.array([[p.x, p.y, p.z] for p in world.landmark], dtype=np.float64)
+            hands.append(_Candidate(cls.label, float(cls.score), px, xyz,
+                                    float(getattr(out, f"follow{i}__hand_presence_score"))))
+        return hands
+
+    def _follow(self, image: np.ndarray) -> dict[str, Detection]:
+        """Each hand of the previous frame, looked for by the landmark model alone in the
+        region its landmarks predict (MediaPipe's tracking, no palm detector): side ->
+        Detection ('follow'). A hand is kept when it is present, of a plausible size against
+        the previous frame's, and not the other followed hand again (when both regions
+        slid onto one hand, the one whose label agrees with its side, or the more confident,
+        keeps it)."""
+        t0 = time.perf_counter()
+        sides = [s for s in SIDES if s in self._previous]
+        regions = [follow_region(self._previous[s].landmarks_px) for s in sides]
+        self.route_runs["follow"] += 1
+        kept: list[tuple[str, _Candidate, float]] = []  # (side, hand, P(side))
+        for side, hand in zip(sides, self._run_regions(image, regions)):
+            if hand is None:
+                continue
+            ratio = _hand_size(hand.landmarks_px) / self._previous[side].size
+            if not 1.0 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
+                continue
+            p_side = hand.score if self._side_of(hand.label) == side else 1.0 - hand.score
+            kept.append((side, hand, p_side))
+        if len(kept) == 2 and _is_same_hand(kept[0][1].landmarks_px, kept[1][1].landmarks_px):
+            kept = [max(kept, key=lambda k: k[2])]
+        self.last_timings["follow"] = time.perf_counter() - t0
+        return {side: Detection(side, p_side, hand.landmarks_px, hand.world, "follow")
+                for side, hand, p_side in kept}
+
+    def _add_new_hand(self, cands: list[_Candidate], found: dict[str, Detection]) -> None:
+        """Palm-pass candidates beside followed hand(s): the most confident candidate that is
+        not a found hand again takes the missing side, preferring one labelled so (a second
+        hand labelled like the followed one is still the other hand: the same-label rule of
+        _assign_sides). In place."""
+        missing = [s for s in SIDES if s not in found]
+        new = [c for c in sorted(cands, key=lambda c: -c.score)
+               if not any(_is_same_hand(c.landmarks_px, d.landmarks_px) for d in found.values())]
+        if not missing or not new:
+            return
+        side = missing[0]
+        best = next((c for c in new if self._side_of(c.label) == side), new[0])
+        score = best.score if self._side_of(best.label) == side else 1.0 - best.score
+        found[side] = Detection(side, score, best.landmarks_px, best.world, "palm")
+
     # --- sides --------------------------------------------------------------------------
 
     def _assign_sides(self, cands: list[_Candidate]) -> dict[str, Detection]:
@@ -447,6 +689,7 @@ class HandDetector:
             if route != "track" and not eager:
                 continue
             t0 = time.perf_counter()
+            self.route_runs[route] += 1
             for side in missing:
                 hit = self._route(route, image, side, found, pose_cache)
                 if hit is not None:
@@ -459,14 +702,13 @@ class HandDetector:
                pose_cache: dict) -> Optional[_Candidate]:
         """One recovery route for one missing side: the accepted candidate or None."""
         if route == "track":
-            prev = self._previous.get(side) if self.video else None
+            prev = self._region(side)
             if prev is None:
                 return None
             box = prev.box(1.0)
             # Turned so that the hand points up (wrist -> middle finger base), as MediaPipe's
             # own tracking turns its crops: the landmark model expects upright hands.
-            pointing = prev.landmarks_px[MIDDLE_MCP] - prev.landmarks_px[WRIST]
-            angle = float(np.arctan2(pointing[0], -pointing[1]))
+            angle = _upright_angle(prev.landmarks_px)
             # Plain first; then with the found hands painted over, since on a crop centred on
             # a hidden hand the palm detector tends to return only the visible one.
             views = (image, self._masked(image, found)) if found else (image,)
@@ -524,6 +766,15 @@ class HandDetector:
             ref = float(np.mean([d.size for d in found.values()])) if found else None
             return self._accept(self._run_crop(image, affine, side_px), side, found, ref, None)
         raise ValueError(f"unknown recovery route {route!r}")
+
+    def _region(self, side: str) -> Optional[Detection]:
+        """side's last known hand for the 'track' route: the previous frame's, or with
+        track_landmarks one seen within REGION_MEMORY_FRAMES frames; None in photo mode."""
+        if not self.video or side not in self._last_seen:
+            return None
+        det, frame = self._last_seen[side]
+        memory = REGION_MEMORY_FRAMES if self.track_landmarks else 1
+        return det if self._frame - frame <= memory else None
 
     def _arm_for(self, side: str, found: dict[str, Detection],
                  arms: Optional[dict[str, np.ndarray]]) -> Optional[np.ndarray]:

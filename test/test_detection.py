@@ -12,10 +12,9 @@ pytest.importorskip("mediapipe")
 
 from dir_ros import geometry as geo  # noqa: E402
 from dir_ros.detection import (  # noqa: E402
-    CROP_OUT_PX, DEFAULT_RECOVERY_ROUTES, Detection, HandDetector, _Candidate, _crop_affine)
+    CROP_OUT_PX, SOURCES, Detection, HandDetector, _Candidate, _crop_affine)
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
-SOURCES = {"palm", *DEFAULT_RECOVERY_ROUTES, "mirror"}
 # Mirror equivariance of MediaPipe on demo1 (measured): mean landmark error 2.4 % of the
 # hand size, worst landmark 8 %; world landmarks 8 mm mean. Tolerances: about twice that.
 MIRROR_MEAN_TOL = 0.05
