@@ -14,6 +14,9 @@ Protocol (docs/evaluation.md, spec "Evaluation protocol of the release"):
   * PCK / AUC over 0-50 mm of the aligned per-joint errors.
   * Interpenetration volume (IV): both predicted meshes voxelised at 0.5 cm, cm^3 of the
     intersection (see :func:`interpenetration_volume` for the voxel convention).
+  * Temporal (issue 19): jitter of the wrist and of the root-relative joints, mm/frame^2,
+    of the predictions and the ground truth; acceleration error, m/s^2; over runs of
+    consecutive valid frames (MISS_RULE). Detection rate per hand beside every metric.
 """
 from __future__ import annotations
 

@@ -178,7 +178,8 @@ def _temporal_lines(summary: dict[str, Any]) -> list[str]:
                  "accel. error joints (m/s^2)"]
         keys += ["gt_jitter_wrist_mm_f2", "gt_jitter_joints_mm_f2", "accel_error_wrist_m_s2",
                  "accel_error_joints_m_s2"]
-    head.append(f"triples counted (of {tm.get('triples', 0)})")
+    head.append(f"triples counted of {tm.get('triples', 0)}: jitter"
+                + (", GT jitter, accel. error" if has_gt else "") + " (wrist / joints)")
     lines += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for hand in (*SIDES, "mean"):
         e = dict(tm.get(hand) or {})
@@ -189,7 +190,9 @@ def _temporal_lines(summary: dict[str, Any]) -> list[str]:
                                    (float(np.mean(rates)) if rates and None not in rates else None))
         cells = [_fmt(e.get(k), 3 if k == "detection_rate" else 2) for k in keys]
         counted = e.get("triples_counted") or {}
-        cells.append(", ".join(f"{k} {v}" for k, v in counted.items()) if counted else "")
+        groups = ("jitter", "gt_jitter", "accel_error") if has_gt else ("jitter",)
+        cells.append(", ".join(f"{counted.get(g + '_wrist', 0)} / {counted.get(g + '_joints', 0)}"
+                               for g in groups) if counted else "")
         lines.append(f"| {hand} | " + " | ".join(cells) + " |")
     return lines
 

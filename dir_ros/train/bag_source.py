@@ -11,6 +11,12 @@ from typing import Any
 DEFAULT_BAG_SIZE = (640, 480)      # make-bag frame size (width, height) px, a VGA camera
 DEFAULT_BAG_FRAMES = 100
 MIN_SIDE_PX = 16                   # smaller frames cannot hold two hands
+# Sequence options (their meaning and the values' sources: dir_ros/train/synthetic.py,
+# SequenceConfig; repeated here so that building the parser does not import torch).
+MOTIONS = ("random", "circle", "sway")
+DEFAULT_RADIUS_M = 0.03            # = synthetic.SEQUENCE_RADIUS_M
+DEFAULT_PERIOD_FRAMES = 90.0       # = synthetic.SEQUENCE_PERIOD_FRAMES
+FULL_TURN_DEG = 180.0              # = synthetic.FULL_TURN_DEG: uniform orientations
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -36,6 +42,27 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-hand-model", default=None, metavar="DIR",
                         help="[synthetic] MANO-format folder with MANO_LEFT.pkl / MANO_RIGHT.pkl "
                              "(default: the open hand model)")
+    parser.add_argument("--synthetic-motion", choices=MOTIONS, default="random",
+                        help="[synthetic] random: independent frames (default); circle: one "
+                             "scene whose two hands move together on a circle parallel to the "
+                             "image (known, constant second difference); sway: circle + the "
+                             "pair turning about the vertical axis and the fingers moving "
+                             "(smooth video with ground truth for jitter / acceleration error)")
+    parser.add_argument("--synthetic-contact", action="store_true",
+                        help="[synthetic] the two hands palm to palm, touching (mirror images, "
+                             "1 mm apart at their closest vertices, never inside each other); "
+                             "without --synthetic-motion: a still pair")
+    parser.add_argument("--synthetic-radius", type=float, default=DEFAULT_RADIUS_M, metavar="M",
+                        help=f"[synthetic] circle radius in metres (default {DEFAULT_RADIUS_M:g})")
+    parser.add_argument("--synthetic-period", type=float, default=DEFAULT_PERIOD_FRAMES,
+                        metavar="FRAMES",
+                        help=f"[synthetic] frames per turn of the circle and the sway "
+                             f"(default {DEFAULT_PERIOD_FRAMES:g})")
+    parser.add_argument("--synthetic-rotation-deg", type=float, default=FULL_TURN_DEG,
+                        metavar="DEG",
+                        help="[synthetic] hand orientations: the upright view (fingers up, palm "
+                             "to the camera) turned by up to DEG about a random axis "
+                             f"(default {FULL_TURN_DEG:g}: any orientation)")
 
 
 def open_source(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:

@@ -12,6 +12,12 @@ turned from an upright view (fingers up, palm towards the camera; the left hand 
 image of the right) by a random axis and an angle up to rotation_deg (180: uniform on
 SO(3)), finger poses N(0, pca_std) per PCA coefficient, shapes N(0, betas_std); hands may
 touch or intersect (no collision handling).
+
+Sequences for make-bag (SequenceConfig, SyntheticHands.sequence): frame 0's scene moved
+smoothly as one rigid pair (a circle parallel to the image plane; with sway also a turn
+about the vertical axis and finger motion), and in contact mode the two hands palm to palm
+as mirror images across a plane, CONTACT_GAP_M apart, never inside each other. A sequence
+keeps frame 0's background, skin and light, so only the hands move.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ from dir_ros.hand_model import NUM_BETAS, NUM_POSE_COMPS, PCA_SLICE, SIDES, Hand
 from .render import MeshPart, corner_origin, render_shaded
 from .sample import (BETAS_PART, ROT6D_PART, AugmentConfig, BadFrameError, BadSample,
                      HandGeometry, HandTables, RawFrame, axis_angle_from_pca, double_layers,
-                     make_sample, matrix_from_rot6d, posed_hand, rot6d_from_matrix)
+                     make_sample, matrix_from_rot6d, mirror_params, posed_hand,
+                     rot6d_from_matrix)
 
 # Scene parameters (chosen so that both hands fill a good part of the frame, like the
 # InterHand2.6M crops, and the crop is not much larger than the network input).
@@ -53,6 +60,20 @@ BG_NOISE_CELLS = 8                 # low-frequency noise grid (cells per side)
 BG_NOISE_AMPLITUDE = 40.0          # +- grey levels of that noise
 DEFAULT_SIZE = (256, 256)          # training frames (width, height) px
 STREAM_GEOMETRY, STREAM_APPEARANCE = 0, 1  # sub-streams of a frame's seed
+STREAM_SEQUENCE = 2                # sub-stream of frame 0: a sequence's own draws
+
+# Sequences (make-bag --synthetic-motion circle|sway, --synthetic-contact): one scene moved
+# smoothly. Defaults give a hand speed and acceleration of everyday hand motion seen by a
+# 30 Hz camera: a 3 cm circle in 3 s is 6 cm/s, 0.15 mm/frame^2 of jitter-free motion.
+MOTIONS = ("random", "circle", "sway")  # random: independent frames (the training frames)
+SEQUENCE_RADIUS_M = 0.03           # radius of the pair midpoint's circle
+SEQUENCE_PERIOD_FRAMES = 90.0      # frames per turn of the circle (and of the sway)
+SWAY_DEG = 20.0                    # sway: the pair turns +- this about the vertical axis
+FINGER_SWAY = 0.3                  # sway: +- change of each finger PCA coefficient
+CONTACT_GAP_M = 0.001              # contact: smallest distance between the two meshes
+CONTACT_YAW_DEG = 45.0             # contact: pair turned +- this (uniform) about the vertical
+                                   #   axis, else the camera sees it edge-on
+CONTACT_ROLL_DEG = 30.0            # contact: hands turned +- this in their contact plane
 
 
 # Upright view of a right hand in the camera frame: fingers up (-y), palm normal (the
@@ -84,6 +105,39 @@ class SyntheticConfig:
                          [0.0, 0.0, 1.0]])
 
 
+@dataclass
+class SequenceConfig:
+    """A smooth sequence: motion (MOTIONS: random = independent frames; circle = the pair
+    translated on a circle of radius_m parallel to the image plane, period_frames per turn,
+    nothing else moving; sway = circle + the pair turning +-SWAY_DEG about the vertical axis
+    and the fingers moving, same period), contact (the two hands palm to palm, mirror
+    images, gap_m apart at their closest vertices, moving as one)."""
+
+    motion: str = "random"
+    contact: bool = False
+    radius_m: float = SEQUENCE_RADIUS_M
+    period_frames: float = SEQUENCE_PERIOD_FRAMES
+    gap_m: float = CONTACT_GAP_M
+
+    def check(self) -> None:
+        """DatasetError naming the bad value."""
+        if self.motion not in MOTIONS:
+            raise DatasetError(f"--synthetic-motion must be one of {', '.join(MOTIONS)}, "
+                               f"got {self.motion!r}")
+        if not (math.isfinite(self.radius_m) and self.radius_m >= 0):
+            raise DatasetError(f"--synthetic-radius must be >= 0 m, got {self.radius_m}")
+        if not (math.isfinite(self.period_frames) and self.period_frames > 0):
+            raise DatasetError(f"--synthetic-period must be positive (frames), got "
+                               f"{self.period_frames}")
+        if not (math.isfinite(self.gap_m) and self.gap_m >= 0):
+            raise DatasetError(f"contact gap must be >= 0 m, got {self.gap_m}")
+
+    @property
+    def smooth(self) -> bool:
+        """True for a sequence (one scene moving), False for independent random frames."""
+        return self.motion != "random" or self.contact
+
+
 class SyntheticHands:
     """The frame generator for one hand model (side -> HandModelArrays)."""
 
@@ -99,9 +153,10 @@ class SyntheticHands:
         """The generator of one sub-stream of frame `index`."""
         return np.random.default_rng([int(self.config.seed), int(index), stream])
 
-    def geometry(self, index: int) -> dict[str, HandGeometry]:
-        """Both hands of frame `index` in the camera frame (metres)."""
-        rng = self._rng(index, STREAM_GEOMETRY)
+    def _draw_scene(self, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, tuple]]:
+        """One random scene: the pair's midpoint (3,) m and per side (root rotation (3,3),
+        PCA coefficients (45,), betas (10,), offset of the mesh centroid from the midpoint
+        (3,) m)."""
         cfg = self.config
         depth = rng.uniform(*DEPTH_M)
         half_w = depth * cfg.width / 2.0 / self.K[0, 0]         # half view width at depth (m)
@@ -109,17 +164,97 @@ class SyntheticHands:
         mid = np.array([rng.uniform(-1, 1) * CENTRE_JITTER * half_w,
                         rng.uniform(-1, 1) * CENTRE_JITTER * half_h, depth])
         gap = rng.uniform(*GAP_M)
-        out = {}
+        drawn = {}
         for side, sign in (("left", -1.0), ("right", 1.0)):
             rot = self._rotation(rng, side)
             pca = rng.normal(0.0, cfg.pca_std, NUM_POSE_COMPS)
             betas = rng.normal(0.0, cfg.betas_std, NUM_BETAS)
+            offset = np.array([sign * gap / 2.0, rng.uniform(-1, 1) * JITTER_M,
+                               rng.uniform(-1, 1) * JITTER_M])
+            drawn[side] = (rot, pca, betas, offset)
+        return mid, drawn
+
+    def geometry(self, index: int) -> dict[str, HandGeometry]:
+        """Both hands of frame `index` in the camera frame (metres)."""
+        mid, drawn = self._draw_scene(self._rng(index, STREAM_GEOMETRY))
+        out = {}
+        for side, (rot, pca, betas, offset) in drawn.items():
             verts, joints = posed_hand(self.layers[side], rot[None], pca[None], betas[None])
-            target = mid + np.array([sign * gap / 2.0, rng.uniform(-1, 1) * JITTER_M,
-                                     rng.uniform(-1, 1) * JITTER_M])
-            shift = target - verts[0].mean(axis=0)
+            shift = (mid + offset) - verts[0].mean(axis=0)
             out[side] = HandGeometry(verts=verts[0] + shift, joints=joints[0] + shift,
                                      params=np.concatenate([rot6d_from_matrix(rot), pca, betas]))
+        return out
+
+    def sequence(self, num_frames: int, seq: "SequenceConfig") -> list[dict[str, HandGeometry]]:
+        """Both hands of frames 0..num_frames-1 of a smooth sequence (see SequenceConfig):
+        the scene of frame 0's geometry stream (the contact pose instead when seq.contact),
+        moved as one rigid pair: world = mid(t) + R_pair(t) @ local, with mid(t) on a circle
+        parallel to the image plane and R_pair(t) = R_y(yaw + sway(t)) about the camera's
+        vertical axis; with sway the finger PCA coefficients oscillate too."""
+        seq.check()
+        mid0, drawn = self._draw_scene(self._rng(0, STREAM_GEOMETRY))
+        rng = self._rng(0, STREAM_SEQUENCE)
+        yaw = rng.uniform(-1, 1) * math.radians(CONTACT_YAW_DEG)  # drawn always: fixed order
+        roll = rng.uniform(-1, 1) * math.radians(CONTACT_ROLL_DEG)
+        finger_phase = rng.uniform(0.0, 2.0 * math.pi, NUM_POSE_COMPS)
+        t = np.arange(int(num_frames), dtype=np.float64)
+        wt = 2.0 * math.pi / float(seq.period_frames) * t  # (T,) rad
+        radius = seq.radius_m if seq.motion != "random" else 0.0  # contact alone: still
+        mids = mid0 + radius * np.stack([np.cos(wt) - 1.0, np.sin(wt), np.zeros_like(wt)], 1)
+        sway = seq.motion == "sway"
+        angle = (yaw if seq.contact else 0.0) + (math.radians(SWAY_DEG) * np.sin(wt) if sway else 0.0 * wt)
+        pair = Rotation.from_rotvec(np.outer(angle, [0.0, 1.0, 0.0])).as_matrix()  # (T,3,3)
+        finger = FINGER_SWAY * np.sin(wt[:, None] + finger_phase) if sway else np.zeros((len(t), 1))
+        local: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        if seq.contact:
+            local = self._contact_pair(drawn["right"], roll, finger, seq.gap_m)
+        else:
+            for side, (rot, pca, betas, offset) in drawn.items():
+                pcas = pca[None] + finger
+                rots = np.repeat(rot[None], len(t), axis=0)
+                bet = np.repeat(betas[None], len(t), axis=0)
+                verts, joints = posed_hand(self.layers[side], rots, pcas, bet)
+                shift = offset - verts.mean(axis=1, keepdims=True)
+                local[side] = (verts + shift, joints + shift, rots, np.concatenate([pcas, bet], 1))
+        frames: list[dict[str, HandGeometry]] = [{} for _ in range(len(t))]
+        for side, (verts, joints, rots, rest) in local.items():
+            v = mids[:, None] + np.einsum("tij,tvj->tvi", pair, verts)
+            j = mids[:, None] + np.einsum("tij,tvj->tvi", pair, joints)
+            r6 = rot6d_from_matrix(pair @ rots)
+            for i in range(len(t)):
+                frames[i][side] = HandGeometry(verts=v[i], joints=j[i],
+                                               params=np.concatenate([r6[i], rest[i]]))
+        return frames
+
+    def _contact_pair(self, right: tuple, roll: float, finger: np.ndarray, gap_m: float
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Two hands touching, in the pair's frame (origin at the midpoint): the right hand
+        palm towards -x (fingers up, turned by `roll` about x) with its drawn finger pose
+        (+ finger (T,45) or (T,1)) and shape, the left hand its mirror image (mirror_params)
+        across the plane x = 0; the right hand's lowest x is +gap/2, so the plane separates
+        them (no penetration) and their smallest vertex distance is exactly gap_m.
+        side -> (verts (T,V,3), joints (T,21,3), root rotations (T,3,3), pca|betas (T,55))."""
+        _, pca, betas, _ = right
+        n = len(finger)
+        rot = (Rotation.from_rotvec([roll, 0.0, 0.0]).as_matrix()
+               @ Rotation.from_rotvec([0.0, math.pi / 2.0, 0.0]).as_matrix()
+               @ self.upright["right"])  # upright palm (-z) turned to face -x
+        pcas = pca[None] + finger
+        params = {"right": np.concatenate([np.broadcast_to(rot6d_from_matrix(rot), (n, 6)), pcas,
+                                           np.broadcast_to(betas, (n, NUM_BETAS))], 1)}
+        params["left"] = np.stack([mirror_params(p, self.tables, "right", "left")
+                                   for p in params["right"]])
+        out = {}
+        for side, p in params.items():
+            rots = matrix_from_rot6d(p[:, ROT6D_PART])
+            verts, joints = posed_hand(self.layers[side], rots, p[:, PCA_SLICE], p[:, BETAS_PART])
+            centre = verts.mean(axis=1, keepdims=True)
+            if side == "right":
+                x = gap_m / 2.0 - verts[..., 0].min(axis=1)
+            else:
+                x = -gap_m / 2.0 - verts[..., 0].max(axis=1)
+            shift = np.concatenate([x[:, None, None], -centre[..., 1:]], axis=-1)  # (T,1,3)
+            out[side] = (verts + shift, joints + shift, rots, p[:, PCA_SLICE.start:])
         return out
 
     def _rotation(self, rng: np.random.Generator, side: str) -> np.ndarray:
@@ -256,8 +391,13 @@ class SyntheticBagFrame(DatasetFrame):
     """A synthetic frame for make-bag: ground truth at once, the image rendered on demand
     (and not kept: bags can be long)."""
 
-    def __init__(self, gen: SyntheticHands, index: int, stamp_ns: int) -> None:
-        geo = gen.geometry(index)
+    def __init__(self, gen: SyntheticHands, index: int, stamp_ns: int,
+                 geo: Optional[dict[str, HandGeometry]] = None,
+                 appearance: Optional[int] = None) -> None:
+        """geo: the frame's hands (default: gen.geometry(index)); appearance: the frame
+        whose background, skin and light it uses (default: its own; a sequence keeps
+        frame 0's)."""
+        geo = gen.geometry(index) if geo is None else geo
         hands = {}
         for side in SIDES:
             g = geo[side]
@@ -270,10 +410,11 @@ class SyntheticBagFrame(DatasetFrame):
                                  shape=g.params[BETAS_PART])
         super().__init__(index=index, stamp_ns=stamp_ns, K=gen.K.copy(), hands=hands)
         self._gen, self._geo = gen, geo
+        self._appearance = index if appearance is None else int(appearance)
 
     def load_rgb(self) -> np.ndarray:
         """The frame's image (H,W,3) uint8 RGB, rendered now."""
-        return self._gen.image(self.index, self._geo)
+        return self._gen.image(self._appearance, self._geo)
 
 
 def open_source(args: argparse.Namespace) -> tuple[list[DatasetFrame], dict[str, Any]]:
@@ -285,12 +426,25 @@ def open_source(args: argparse.Namespace) -> tuple[list[DatasetFrame], dict[str,
     if n < 1:
         raise DatasetError(f"--synthetic-frames must be at least 1, got {n}")
     w, h = args.synthetic_size
+    seq = SequenceConfig(motion=getattr(args, "synthetic_motion", "random"),
+                         contact=bool(getattr(args, "synthetic_contact", False)),
+                         radius_m=float(getattr(args, "synthetic_radius", SEQUENCE_RADIUS_M)),
+                         period_frames=float(getattr(args, "synthetic_period",
+                                                     SEQUENCE_PERIOD_FRAMES)))
+    seq.check()  # before the hand model is loaded
+    rotation = float(getattr(args, "synthetic_rotation_deg", FULL_TURN_DEG))
+    if not (math.isfinite(rotation) and rotation >= 0):
+        raise DatasetError(f"--synthetic-rotation-deg must be >= 0, got {rotation}")
     gen = SyntheticHands(load_hand_model(args.synthetic_hand_model or open_hand_dir()),
                          SyntheticConfig(seed=int(args.synthetic_seed), width=int(w),
-                                         height=int(h)))
+                                         height=int(h), rotation_deg=rotation))
     fps = float(args.fps) if getattr(args, "fps", None) else DEFAULT_FPS
     if not fps > 0:
         raise DatasetError(f"--fps must be positive, got {fps}")
-    frames: list[DatasetFrame] = [
-        SyntheticBagFrame(gen, i, DEFAULT_START_NS + int(round(i * 1e9 / fps))) for i in range(n)]
+    stamps = [DEFAULT_START_NS + int(round(i * 1e9 / fps)) for i in range(n)]
+    if not seq.smooth:
+        return [SyntheticBagFrame(gen, i, stamps[i]) for i in range(n)], {"has_ground_truth": True}
+    geos = gen.sequence(n, seq)
+    frames: list[DatasetFrame] = [SyntheticBagFrame(gen, i, stamps[i], geos[i], appearance=0)
+                                  for i in range(n)]
     return frames, {"has_ground_truth": True}
