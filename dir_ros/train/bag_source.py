@@ -17,6 +17,7 @@ MOTIONS = ("random", "circle", "sway")
 DEFAULT_RADIUS_M = 0.03            # = synthetic.SEQUENCE_RADIUS_M
 DEFAULT_PERIOD_FRAMES = 90.0       # = synthetic.SEQUENCE_PERIOD_FRAMES
 FULL_TURN_DEG = 180.0              # = synthetic.FULL_TURN_DEG: uniform orientations
+CONTACT_GAP_MM = 1.0               # = synthetic.CONTACT_GAP_M in mm (help text only)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -50,8 +51,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                              "(smooth video with ground truth for jitter / acceleration error)")
     parser.add_argument("--synthetic-contact", action="store_true",
                         help="[synthetic] the two hands palm to palm, touching (mirror images, "
-                             "1 mm apart at their closest vertices, never inside each other); "
-                             "without --synthetic-motion: a still pair")
+                             f"{CONTACT_GAP_MM:g} mm apart at their closest vertices, never "
+                             "inside each other); without --synthetic-motion: a still pair")
     parser.add_argument("--synthetic-radius", type=float, default=DEFAULT_RADIUS_M, metavar="M",
                         help=f"[synthetic] circle radius in metres (default {DEFAULT_RADIUS_M:g})")
     parser.add_argument("--synthetic-period", type=float, default=DEFAULT_PERIOD_FRAMES,
@@ -62,7 +63,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="DEG",
                         help="[synthetic] hand orientations: the upright view (fingers up, palm "
                              "to the camera) turned by up to DEG about a random axis "
-                             f"(default {FULL_TURN_DEG:g}: any orientation)")
+                             f"(default {FULL_TURN_DEG:g}: any orientation); a contact pair has "
+                             "its own orientation")
 
 
 def open_source(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
