@@ -25,8 +25,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-if __name__ == "__main__":  # python -m dir_ros.ros.node: Ctrl-C during the imports exits quietly
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+if __name__ == "__main__":  # python -m dir_ros.ros.node: Ctrl-C / SIGTERM during the imports
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))  # exit quietly
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 import cv2
 import numpy as np
@@ -34,12 +35,15 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from dir_ros import depth as D
@@ -56,6 +60,8 @@ from dir_ros.ros.depth_input import DepthInput, stamp_seconds
 from dir_ros.ros.dds_profile import profile_in_use, use_package_profile
 from dir_ros.ros.messages import FastMessages, rgb_to_image, to_point_cloud
 from dir_ros.ros.stage_timing import StageTimes, format_stage
+from dir_ros.ros.stamp_pairing import Released, StampPairer
+from dir_ros.ros.transport_loss import TransportLossEstimator
 
 NODE_NAME = "hands_node"
 EXIT_BAD_CONFIG = 2  # exit status for refused parameters / missing files at startup
@@ -102,6 +108,31 @@ RELIABILITY = {"best_available": ReliabilityPolicy.BEST_AVAILABLE,
 # best_available: how often the publishers of image and camera_info are looked up to keep the
 # subscription's reliability matched to them (see HandsNode._match_publishers).
 QOS_RECHECK_PERIOD_S = 1.0
+# ... and how often while a sensor topic has no known publisher: the node listens with a
+# reliable and a best-effort subscription then (nothing of a starting camera is lost), and
+# a camera that appears should not be sent every frame twice for long.
+QOS_PROBE_RECHECK_PERIOD_S = 0.1
+# Recent image keys (stamp, frame_id) remembered while two image subscriptions overlap, to
+# drop the copy of a frame delivered by both: more than both queues hold.
+DEDUPE_MEMORY = 4 * 5
+# Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait):
+# 7.5 frame periods of a 30 Hz camera; the depth of a capture sent 0-80 ms after its colour
+# arrived within it on a 2-core machine with both cores kept busy
+# (test_node_depth.py::test_depth_pairs_on_a_busy_cpu). Only a frame whose depth never
+# comes waits this long; a node without depth camera never waits (stamp_pairing.py).
+DEFAULT_DEPTH_WAIT_S = 0.25
+MAX_DEPTH_WAIT_S = 5.0
+# Transport loss (estimated_transport_loss in /diagnostics, dir_ros.ros.transport_loss):
+# share of frames lost above which a best-effort subscription warns once (the frames a
+# 640x480 camera loses with Fast DDS defaults: 34-70 %; with config/fastdds_camera.xml 5 %),
+# and the fewest received frames before it judges.
+LOSS_WARN_SHARE = 0.10
+LOSS_WARN_MIN_FRAMES = 30
+# ~/reset: longest wait of the service for the worker to finish a frame in progress and
+# clear its state (a frame of the release network on 2 busy cores takes ~0.3 s).
+RESET_WAIT_S = 10.0
+# main(): longest blocking wait of the executor, so a signal is seen within this time.
+SPIN_SLICE_S = 0.1
 
 
 @dataclass
@@ -168,6 +199,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_stamp_tolerance", D.DEFAULT_STAMP_TOLERANCE_S, "Largest difference (s) "
               "between the colour and depth stamps of a pair; a depth frame farther off is "
               "not used.", value_range=(0.0, 1.0, True)),
+    ParamSpec("depth_wait", DEFAULT_DEPTH_WAIT_S, "use_depth: longest wait (s) of a colour "
+              "frame for its depth frame (within depth_stamp_tolerance), from the colour "
+              "frame's arrival; a newer released frame supersedes waiting ones; no wait while "
+              "no depth frame arrives. 0 = never wait.",
+              value_range=(0.0, MAX_DEPTH_WAIT_S, True)),
     ParamSpec("publish_points", False, "Publish hands/points (sensor_msgs/PointCloud2: the "
               "metric hands' mesh vertices, x y z float32 + hand float32 0 left / 1 right, in "
               "the image frame) for collision avoidance.", read_only=True),
@@ -424,8 +460,15 @@ class HandsNode(Node):
         """Declare and check the parameters, build the predictor, open the topics and start
         the worker (the constructor's body, run with the log bridge installed)."""
         self._lock = threading.Condition()
-        # (message, monotonic and wall-clock time of its callback) of the newest frame
-        self._mailbox: Optional[tuple[Any, float, float]] = None
+        # the newest frame: (message, monotonic and wall-clock time of its callback, header
+        # stamp s, its depth pairing (use_depth) or None)
+        self._mailbox: Optional[tuple[Any, float, float, float, Optional[Released]]] = None
+        # use_depth: colour frames wait here for their depth frame (guarded by _lock)
+        self._pairer: Optional[StampPairer] = None
+        # the received frames' stamps -> estimated_transport_loss (guarded by _lock)
+        self._loss = TransportLossEstimator()
+        # ~/reset: the request's event while the worker has not yet cleared the state
+        self._reset_request: Optional[threading.Event] = None
         self._stop = threading.Event()
         self.stats = Stats()
         # (K, CameraInfo size, roi (x, y, w, h)) of the latest CameraInfo, swapped as one tuple
@@ -536,6 +579,10 @@ class HandsNode(Node):
         except ValueError as e:
             return SetParametersResult(successful=False, reason=str(e))
         self.cfg = values
+        if self._pairer is not None:
+            with self._lock:
+                self._pairer.tolerance_s = float(values["depth_stamp_tolerance"])
+                self._pairer.wait_s = float(values["depth_wait"])
         self._set_debug_publisher(bool(values["publish_debug_image"]))
         return SetParametersResult(successful=True)
 
@@ -553,26 +600,32 @@ class HandsNode(Node):
         else:
             self._image_topic = self.resolve_topic_name("image")
             image_type = Image
-        # topic -> [message type, callback, subscription, its reliability]
+        # topic -> [message type, callback, {reliability: subscription}]
         self._sensor_subs: dict[str, list[Any]] = {
-            self._image_topic: [image_type, self._on_image, None, None],
-            self.resolve_topic_name("camera_info"): [CameraInfo, self._on_camera_info, None, None]}
-        # use_depth: aligned depth + its CameraInfo, same QoS handling as the colour image
+            self._image_topic: [image_type, self._on_image, {}],
+            self.resolve_topic_name("camera_info"): [CameraInfo, self._on_camera_info, {}]}
+        # use_depth: aligned depth + its CameraInfo, same QoS handling as the colour image;
+        # colour frames wait for their depth frame in the pairer (stamp_pairing.py)
         self._depth: Optional[DepthInput] = DepthInput() if self.cfg["use_depth"] else None
         if self._depth is not None:
-            self._sensor_subs[self.resolve_topic_name("depth")] = [
-                Image, self._depth.on_depth, None, None]
+            self._pairer = StampPairer(float(self.cfg["depth_stamp_tolerance"]),
+                                       float(self.cfg["depth_wait"]))
+            self._sensor_subs[self.resolve_topic_name("depth")] = [Image, self._on_depth, {}]
             self._sensor_subs[self.resolve_topic_name("depth_camera_info")] = [
-                CameraInfo, self._depth.on_info, None, None]
-        # replaced CameraInfo subscriptions kept until the next re-check (_subscribe_sensor)
+                CameraInfo, self._depth.on_info, {}]
+        # replaced subscriptions kept until the next re-check (_subscribe_sensor)
         self._retired_subs: list[Any] = []
+        self._image_subs_alive = 0  # image subscriptions, replaced ones included
+        self._sub_ids = iter(range(1 << 62))  # tells the image subscriptions apart (dedupe)
+        self._image_keys: collections.deque = collections.deque(maxlen=DEDUPE_MEMORY)
+        self._probe_timer: Any = None
         choice = self.cfg["image_reliability"]
-        for topic in self._sensor_subs:
-            self._subscribe_sensor(topic, ReliabilityPolicy.BEST_EFFORT if choice ==
-                                   "best_available" else RELIABILITY[choice])
         if choice == "best_available":
-            self._match_publishers()
+            self._match_publishers()  # no publisher known yet: listens both ways
             self.create_timer(QOS_RECHECK_PERIOD_S, self._match_publishers)
+        else:
+            for topic in self._sensor_subs:
+                self._subscribe_sensor(topic, (RELIABILITY[choice],))
         out_qos = QoSProfile(depth=OUTPUT_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_hands = self.create_publisher(TwoHandMesh, "hands", out_qos)
         self.pub_markers = self.create_publisher(MarkerArray, "hands/markers", out_qos)
@@ -594,6 +647,7 @@ class HandsNode(Node):
         except ImportError:
             self.get_logger().warning("tf2_msgs is not available: no TF output")
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.create_service(Trigger, "~/reset", self._on_reset)
         from dir_ros.ros.markers import FastMarkerSerializer
 
         self._markers = FastMarkerSerializer()
@@ -614,49 +668,83 @@ class HandsNode(Node):
                 self.destroy_publisher(self.pub_debug)
                 self.pub_debug = None
 
-    def _subscribe_sensor(self, topic: str, reliability: ReliabilityPolicy) -> None:
-        """(Re)create the image or camera_info subscription with this reliability (queue
-        IMAGE_QUEUE_DEPTH; the mailbox keeps the newest). A replaced CameraInfo subscription
-        stays until the next QoS re-check (_match_publishers): a CameraInfo already in its
-        queue, or sent before the new one has matched, is still delivered (a camera that
-        sends its intrinsics once would otherwise leave the node without them for good;
-        a duplicate only caches the same K again). A replaced image subscription goes at
-        once: a duplicate frame would be answered twice."""
+    def _subscribe_sensor(self, topic: str, policies: tuple[ReliabilityPolicy, ...]) -> None:
+        """Hold subscriptions of exactly these reliabilities on a sensor topic (queue
+        IMAGE_QUEUE_DEPTH; the mailbox keeps the newest): create the missing ones; a
+        replaced one stays until the next QoS re-check (_match_publishers), so a message
+        already in its queue, or sent before the new one has matched, is still delivered (a
+        camera that sends its intrinsics once would otherwise leave the node without them
+        for good; a starting camera's frames are not lost in the switch). While two image
+        subscriptions exist, the copy of a frame delivered by both is dropped (_on_image_from)."""
         entry = self._sensor_subs[topic]
-        old = entry[2]
-        qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, history=HistoryPolicy.KEEP_LAST,
-                         reliability=reliability,
-                         durability=DurabilityPolicy.VOLATILE)
-        entry[2], entry[3] = self.create_subscription(entry[0], topic, entry[1], qos), reliability
-        if old is None:
-            return
-        if entry[0] is CameraInfo:
-            self._retired_subs.append(old)
-        else:
-            self.destroy_subscription(old)
+        live: dict[ReliabilityPolicy, Any] = entry[2]
+        is_image = topic == self._image_topic
+        for policy in policies:
+            if policy in live:
+                continue
+            qos = QoSProfile(depth=IMAGE_QUEUE_DEPTH, history=HistoryPolicy.KEEP_LAST,
+                             reliability=policy, durability=DurabilityPolicy.VOLATILE)
+            callback = entry[1]
+            if is_image:
+                source = next(self._sub_ids)
+                callback = lambda msg, source=source: self._on_image_from(msg, source)  # noqa: E731
+                self._image_subs_alive += 1
+            # best_available matches the publishers itself: no incompatible-QoS warning from
+            # the subscription that does not fit (and no event handlers for the executor)
+            events = (SubscriptionEventCallbacks(use_default_callbacks=False)
+                      if self.cfg["image_reliability"] == "best_available" else None)
+            live[policy] = self.create_subscription(entry[0], topic, callback, qos,
+                                                    event_callbacks=events)
+        for policy in [p for p in live if p not in policies]:
+            self._retired_subs.append(live.pop(policy))
+
+    def sensor_reliability(self, topic: str) -> str:
+        """The reliabilities of a sensor topic's live subscriptions ('reliable',
+        'best_effort', or 'reliable+best_effort' while best_available listens both ways)."""
+        names = {p.name.lower() for p in self._sensor_subs[topic][2]}
+        return "+".join(n for n in ("reliable", "best_effort") if n in names)
 
     def _match_publishers(self) -> None:
         """image_reliability best_available: reliable while every publisher of the topic is
-        reliable, best effort when one is not (or none is known yet). rmw resolves
+        reliable, best effort when one is not; both (a reliable and a best-effort
+        subscription, the copies dropped) while no publisher is known, so the first frames
+        of a camera of either kind that starts later are not lost. rmw resolves
         BEST_AVAILABLE only once, when the subscription is created: a node started before
         its camera stayed reliable and never heard a best-effort camera. Re-checked every
-        QOS_RECHECK_PERIOD_S; a change re-creates the subscription (logged). CameraInfo
-        subscriptions replaced at the previous check are destroyed here."""
+        QOS_RECHECK_PERIOD_S, every QOS_PROBE_RECHECK_PERIOD_S while the image topic has no
+        publisher; a change re-creates the subscription (logged). Subscriptions replaced at
+        the previous check are destroyed here."""
         for sub in self._retired_subs:
+            if sub.topic_name == self._image_topic:
+                self._image_subs_alive -= 1
             self.destroy_subscription(sub)
         self._retired_subs.clear()
+        image_probing = False
         for topic, entry in self._sensor_subs.items():
             pubs = self.get_publishers_info_by_topic(topic)
-            if not pubs:
-                continue  # keep what hears the next camera of either kind
-            want = (ReliabilityPolicy.RELIABLE
-                    if all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
-                    else ReliabilityPolicy.BEST_EFFORT)
-            if want != entry[3]:
+            if not pubs:  # listen both ways for the next camera of either kind
+                want: tuple[ReliabilityPolicy, ...] = (ReliabilityPolicy.RELIABLE,
+                                                       ReliabilityPolicy.BEST_EFFORT)
+                image_probing |= topic == self._image_topic
+            elif all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs):
+                want = (ReliabilityPolicy.RELIABLE,)
+            else:
+                want = (ReliabilityPolicy.BEST_EFFORT,)
+            if set(want) != set(entry[2]):
                 self._subscribe_sensor(topic, want)
-                kind = "all reliable" if want == ReliabilityPolicy.RELIABLE else "not all reliable"
-                self.get_logger().info(f"{topic}: {len(pubs)} publisher(s), {kind}: "
-                                       f"subscribing {want.name.lower()}")
+                if pubs:
+                    kind = ("all reliable" if want[0] == ReliabilityPolicy.RELIABLE
+                            else "not all reliable")
+                    self.get_logger().info(f"{topic}: {len(pubs)} publisher(s), {kind}: "
+                                           f"subscribing {want[0].name.lower()}")
+        if image_probing:  # look again soon: the camera's frames travel twice meanwhile
+            if self._probe_timer is None:
+                self._probe_timer = self.create_timer(QOS_PROBE_RECHECK_PERIOD_S,
+                                                      self._match_publishers)
+            elif self._probe_timer.is_canceled():
+                self._probe_timer.reset()
+        elif self._probe_timer is not None and not self._probe_timer.is_canceled():
+            self._probe_timer.cancel()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe).
@@ -682,14 +770,52 @@ class HandsNode(Node):
                         (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
         self._camera_problem = None
 
+    def _on_image_from(self, msg: Any, source: int) -> None:
+        """An image from subscription `source`: while two image subscriptions exist (a QoS
+        switch, or listening both ways), a frame whose stamp and frame_id another one just
+        delivered is that frame's copy and is dropped."""
+        if self._image_subs_alive > 1:
+            header = msg.header
+            key = (header.stamp.sec, header.stamp.nanosec, header.frame_id)
+            if any(k == key and s != source for s, k in self._image_keys):
+                return
+            self._image_keys.append((source, key))
+        self._on_image(msg)
+
     def _on_image(self, msg: Any) -> None:
-        """Newest frame wins: replace the mailbox content, count what gets dropped."""
+        """Newest frame wins: replace the mailbox content, count what gets dropped. With
+        use_depth the frame first waits in the pairer for its depth frame."""
+        t_recv, wall_recv = time.monotonic(), time.time()
+        stamp_s = stamp_seconds(msg.header.stamp)
         with self._lock:
             self.stats.received += 1
-            if self._mailbox is not None:
-                self.stats.dropped += 1
-            self._mailbox = (msg, time.monotonic(), time.time())
-            self._lock.notify()
+            self._loss.add(stamp_s)
+            if self._pairer is None:
+                if self._mailbox is not None:
+                    self.stats.dropped += 1
+                self._mailbox = (msg, t_recv, wall_recv, stamp_s, None)
+            else:
+                released = self._pairer.add_colour(stamp_s, (msg, t_recv, wall_recv),
+                                                   t_recv)
+                if released is not None:
+                    self._deliver(released)
+            self._lock.notify()  # a waiting frame changes the worker's next deadline too
+
+    def _on_depth(self, msg: Image) -> None:
+        """use_depth: a depth frame for the pairer; it may release a waiting colour frame."""
+        stamp_s = stamp_seconds(msg.header.stamp)
+        with self._lock:
+            released = self._pairer.add_depth(stamp_s, msg, time.monotonic())
+            if released is not None:
+                self._deliver(released)
+                self._lock.notify()
+
+    def _deliver(self, released: Released) -> None:
+        """(Under the lock.) A colour frame the pairer let go into the mailbox."""
+        msg, t_recv, wall_recv = released.colour
+        if self._mailbox is not None:
+            self.stats.dropped += 1
+        self._mailbox = (msg, t_recv, wall_recv, released.stamp, released)
 
     def _warn_once(self, key: str, text: str) -> None:
         """Warn the first time `key` occurs (one line per distinct problem)."""
@@ -736,16 +862,13 @@ class HandsNode(Node):
 
     def _serve(self) -> None:
         """Process the newest frame of the mailbox until stopped."""
-        while not self._stop.is_set():
+        while True:
             with self._lock:
-                while self._mailbox is None and not self._stop.is_set():
-                    self._lock.wait(timeout=0.5)
-                if self._stop.is_set():
-                    return
-                msg, t_recv, wall_recv = self._mailbox
-                self._mailbox = None
+                frame = self._next_frame()
+            if frame is None:
+                return
             try:
-                self._process(msg, t_recv, wall_recv)
+                self._process(*frame)
             except Exception as e:  # keep serving: one bad frame must not kill the node
                 if self._stop.is_set():  # shutting down: publishers may already be gone
                     return
@@ -754,14 +877,84 @@ class HandsNode(Node):
                 self._log_throttled(f"inference:{type(e).__name__}",
                                     f"processing failed: {type(e).__name__}: {e}")
 
-    def _process(self, msg: Any, t_recv: float, wall_recv: float) -> None:
+    def _next_frame(self) -> Optional[tuple[Any, float, float, float, Optional[Released]]]:
+        """(Worker, under the lock.) Wait for the next frame and take it out of the mailbox;
+        run a ~/reset request first; release colour frames whose depth wait ended. None
+        once stopped."""
+        while not self._stop.is_set():
+            if self._reset_request is not None:
+                self._reset_state()
+                continue
+            timeout = 0.5
+            if self._pairer is not None:
+                now = time.monotonic()
+                released = self._pairer.poll(now)
+                if released is not None:
+                    self._deliver(released)
+                deadline = self._pairer.next_deadline()
+                if deadline is not None:
+                    timeout = min(timeout, max(deadline - now, 0.0))
+            if self._mailbox is not None:
+                frame, self._mailbox = self._mailbox, None
+                return frame
+            self._lock.wait(timeout=timeout)
+        return None
+
+    def _reset_state(self) -> None:
+        """(Worker, under the lock, between frames.) ~/reset: forget every per-stream state
+        (the predictor's tracking / warm start, the smoother, the depth pairing, the
+        transport loss window, a frame not yet processed), then tell the service."""
+        request, self._reset_request = self._reset_request, None
+        try:
+            reset = getattr(self.predictor, "reset", None)
+            if reset is not None:
+                reset()
+            smoother = self.smoother
+            if smoother is not None:
+                if hasattr(smoother, "reset"):
+                    smoother.reset()
+                else:  # a filter without reset: a fresh one
+                    self.smoother = self._make_smoother(self.cfg)
+            if self._pairer is not None:
+                self._pairer.reset()
+            self._loss.reset()
+            if self._mailbox is not None:
+                self._mailbox = None
+                self.stats.dropped += 1
+        finally:
+            request.set()
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        """~/reset (std_srvs/Trigger): clear all per-stream state (see _reset_state) on the
+        worker, between frames, so it never races a frame in progress; answers when done.
+        Call it before an independent image (a photo after another) so that its hands do
+        not depend on the frames before it."""
+        done = threading.Event()
+        with self._lock:
+            if self._stop.is_set():
+                response.success, response.message = False, "the node is shutting down"
+                return response
+            self._reset_request = done
+            self._lock.notify_all()
+        if done.wait(RESET_WAIT_S):
+            response.success = True
+            response.message = ("per-stream state cleared: tracking and warm start, "
+                                "smoothing, depth pairing, transport loss window")
+        else:
+            response.success = False
+            response.message = (f"the frame in progress did not end within {RESET_WAIT_S:g} s: "
+                                f"the reset runs after it")
+        return response
+
+    def _process(self, msg: Any, t_recv: float, wall_recv: float, stamp_s: float,
+                 depth: Optional[Released]) -> None:
         """Decode, predict, smooth and publish one frame; time each stage (NODE_STAGES).
-        t_recv / wall_recv: monotonic / wall-clock time of the image callback (s)."""
+        t_recv / wall_recv: monotonic / wall-clock time of the image callback (s); stamp_s:
+        its header stamp (s); depth: its depth pairing (use_depth)."""
         timer = self.stats.stages  # written by this thread only; committed under the lock
         timer.discard()  # what a failed frame left
         timer.start()
-        timer.add("queue", 1e3 * (time.monotonic() - t_recv))
-        stamp_s = stamp_seconds(msg.header.stamp)
+        timer.add("queue", 1e3 * (time.monotonic() - t_recv))  # with use_depth: the pairing
         transport_s = wall_recv - stamp_s
         if 0.0 <= transport_s <= TRANSPORT_MAX_S:
             timer.add("transport", 1e3 * transport_s)
@@ -797,7 +990,7 @@ class HandsNode(Node):
             timer.add(f"predict_{key.removesuffix('_ms')}", ms)
         depth_problem = None
         if self._depth is not None:
-            depth_problem = self._depth.place(result, K, stamp_s,
+            depth_problem = self._depth.place(result, K, depth,
                                               float(self.cfg["depth_stamp_tolerance"]))
             timer.lap("depth")
         if self.smoother is not None:
@@ -860,7 +1053,13 @@ class HandsNode(Node):
         with self._lock:
             s = self.stats
             dt = max(now - s.last_time, 1e-6)
-            cur = {"received": s.received, "processed": s.processed, "dropped": s.dropped,
+            pairer = self._pairer
+            pairing = (None if pairer is None else
+                       (pairer.paired, pairer.unpaired_late, pairer.unpaired_missing,
+                        pairer.superseded, pairer.depth_received))
+            # dropped: replaced before processing, in the mailbox or while waiting for depth
+            cur = {"received": s.received, "processed": s.processed,
+                   "dropped": s.dropped + (pairing[3] if pairing else 0),
                    "decode_errors": s.decode_errors, "inference_errors": s.inference_errors,
                    "too_large": s.too_large}
             delta = {k: v - s.last.get(k, 0) for k, v in cur.items()}
@@ -869,9 +1068,22 @@ class HandsNode(Node):
             residuals = dict(s.fit_residual_mm)
             placement = dict(s.placement)
             depth_problem = s.depth_problem
+            stamps = self._loss.snapshot()
+        loss = stamps.estimate()  # outside the lock
         stages = stage_window.summary()
         lat = stage_window.values("total")  # receive -> published, ms
         lat = lat if lat.size else np.zeros(1)
+        image_qos = self.sensor_reliability(self._image_topic)
+        if (loss is not None and loss.received >= LOSS_WARN_MIN_FRAMES
+                and loss.share > LOSS_WARN_SHARE and image_qos == "best_effort"):
+            self._warn_once("transport_loss", (
+                f"{self._image_topic}: about {100 * loss.share:.0f} % of the camera's frames "
+                f"are lost in transport (estimated from the gaps of their header stamps; the "
+                f"camera publishes best effort). On the camera side: publish reliable (the "
+                f"node then subscribes reliable and loses none), or give the camera process a "
+                f"Fast DDS profile whose shared-memory segment holds several frames, as "
+                f"config/fastdds_camera.xml of this package does "
+                f"(FASTRTPS_DEFAULT_PROFILES_FILE=<share>/dir_ros/config/fastdds_camera.xml)"))
         status = DiagnosticStatus(name=f"{self.get_name()}: hand reconstruction",
                                   hardware_id=self.device_name)
         if delta["inference_errors"]:
@@ -910,7 +1122,14 @@ class HandsNode(Node):
             "backend": self.backend,
             "device": self.device_name,
             "precision": str(getattr(self.predictor, "precision", self.cfg["precision"])),
-            "image_qos": self._sensor_subs[self._image_topic][3].name.lower(),
+            "image_qos": image_qos,
+            # lost / (lost + received) over the last frames, from the header stamp gaps
+            # against the camera's period (transport_loss.py); unknown until enough frames
+            "estimated_transport_loss": (f"{loss.share:.3f}" if loss is not None
+                                         else "unknown"),
+            "estimated_lost_frames": str(loss.lost) if loss is not None else "0",
+            "camera_period_ms": (f"{1e3 * loss.period_s:.1f}" if loss is not None
+                                 else "unknown"),
             # the Fast DDS profile file the process was started with (dds_profile.py)
             "dds_profile": profile_in_use() or "none",
             "camera_info": ("yes" if self._camera is not None else
@@ -921,6 +1140,11 @@ class HandsNode(Node):
             "depth": ("off" if self._depth is None else
                       f"not used: {depth_problem}" if depth_problem else "used"),
         }
+        if pairing is not None:  # colour frames and their depth (stamp_pairing.py)
+            values.update({"depth_paired_total": str(pairing[0]),
+                           "depth_unpaired_late_total": str(pairing[1]),
+                           "depth_unpaired_missing_total": str(pairing[2]),
+                           "depth_received_total": str(pairing[4])})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
@@ -934,12 +1158,16 @@ class HandsNode(Node):
         super().destroy_node()
 
     def stop(self) -> None:
-        """Stop the worker thread (idempotent)."""
+        """Stop the worker thread (idempotent): it finishes the frame in progress."""
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
+
+    def worker_alive(self) -> bool:
+        """True while the inference thread runs (after stop(): stuck in native code)."""
+        return self._worker.is_alive()
 
 
 def draw_debug(rgb: np.ndarray, result: FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
@@ -955,13 +1183,46 @@ def _rcl_reason(error: Exception) -> str:
     return re.sub(r",? at \S+:\d+", "", str(error)).strip()
 
 
+class _Signals:
+    """main()'s SIGINT / SIGTERM handler. While the node starts, the first signal interrupts
+    it (KeyboardInterrupt); once it runs, a signal only asks for a stop, which the spin loop
+    sees within SPIN_SLICE_S; signals during the shutdown are counted and ignored. So a second
+    Ctrl-C (a terminal signals the whole process group and `ros2 launch` forwards one more)
+    can never interrupt the shutdown, and the context stays valid until the worker has
+    published the frame in progress (rclpy's own handler would shut it down at once)."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None  # the first signal's number
+        self.count = 0
+        self.interrupt = True  # raise KeyboardInterrupt (startup) or only record
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM (main thread only; elsewhere they stay as they are)."""
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self)
+        except ValueError:  # not the main thread: the caller handles signals
+            pass
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.received is None:
+            self.received = signum
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+
+
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Entry point of the hands_node executable; returns the exit status. Startup problems
-    (a malformed params file, a refused parameter, Ctrl-C while the model loads) end with
-    one line on stderr, no traceback."""
+    (a malformed params file, a refused parameter) end with one line on stderr, no
+    traceback; SIGINT or SIGTERM, once or more, at any time, end it with status 0: the frame
+    in progress is finished and published, the node destroyed, nothing left running."""
+    signals = _Signals()
+    signals.install()
     use_package_profile()  # before the DDS participant exists (rclpy.init)
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except KeyboardInterrupt:
         return 0
     except Exception as e:  # RCLError: a malformed params file or --ros-args
@@ -970,14 +1231,17 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     node: Optional[HandsNode] = None
     try:
         node = HandsNode()
+        signals.interrupt = False  # from here on a signal asks the spin loop to stop
     except ConfigError as e:
+        signals.interrupt = False
         print(f"[{NODE_NAME}] ERROR: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return EXIT_BAD_CONFIG
     except BaseException as e:
-        # Ctrl-C while the model loads: KeyboardInterrupt, or an rclpy error from the
-        # context that rclpy's signal handler already shut down.
-        if not isinstance(e, KeyboardInterrupt) and rclpy.ok():
+        signals.interrupt = False
+        # Ctrl-C while the model loads: KeyboardInterrupt, or an rclpy error from a
+        # context already shut down.
+        if not isinstance(e, KeyboardInterrupt) and signals.received is None and rclpy.ok():
             raise
         print(f"[{NODE_NAME}] interrupted during startup", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
@@ -985,18 +1249,28 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         # export, OpenVINO compile) and nothing there can be interrupted: interpreter
         # shutdown and the libraries' exit handlers under it can hang or crash, so leave now.
         sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(0)
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        while signals.received is None and node.context.ok():
+            executor.spin_once(timeout_sec=SPIN_SLICE_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop()
+        signals.interrupt = False
+        node.stop()  # the worker finishes (and publishes) the frame in progress
+        stuck = node.worker_alive()
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+    if stuck:  # still inside native code after WORKER_JOIN_TIMEOUT_S: leave without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # main() handles Ctrl-C now
-    sys.exit(main())
+    sys.exit(main())  # main() takes over SIGINT / SIGTERM from the import-time handlers

@@ -1,0 +1,192 @@
+"""Colour-depth pairing by header stamp that waits for the pair (hands_node, use_depth).
+
+The approximate-time idea of message_filters, for one colour stream (the master: every
+colour frame is answered) and one depth stream: a colour frame waits until a depth frame
+within `tolerance_s` of its stamp has arrived, at most `wait_s` after the colour frame
+itself arrived; depth frames are kept in a short buffer, so a depth frame that arrives
+first waits for its colour frame ("and vice versa"). The colour and depth of one capture
+travel on two topics and arrive in either order, the depth often later on a busy machine:
+a fixed short wait took the previous depth frame.
+
+Rules (all times in seconds; stamps are header stamps, `now` a monotonic clock):
+- A colour frame is released paired as soon as a depth frame within tolerance is buffered
+  (at once when it already is).
+- A newer colour frame that is released supersedes every older waiting one (they are
+  dropped and counted, as the node's mailbox drops a replaced frame): the node always
+  answers the newest frame. A waiting frame is not dropped merely because a newer one
+  arrived, so a depth stream that lags by more than one frame period still pairs.
+- It is released unpaired (the node then places hands by their size) when its wait ends,
+  at once when the depth stream is ahead of it (a newer depth frame arrived, none within
+  tolerance: its own depth was lost, streams arrive in stamp order), and at once when the
+  depth stream is silent (no depth frame for `stale_s`: no depth camera, or it stopped), so
+  pairing never delays the image path of a node without a depth camera.
+- Counted: paired, unpaired_missing (released without its depth), unpaired_late (its depth
+  came after all: moved from missing to late when a depth frame within tolerance of a
+  recently released unpaired frame arrives; the remedy is a longer wait), superseded.
+
+Pure Python, no ROS, not thread safe: the node calls it under its mailbox lock.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Any, Optional
+
+# Depth frames kept for pairing (newest last): a third of a second of a 30 Hz camera, so a
+# colour frame that arrives late still finds its depth.
+DEPTH_BUFFER_FRAMES = 10
+# Colour frames waiting at most (oldest superseded first): more than a 30 Hz camera sends
+# within the longest sensible wait of a busy machine (~0.3 s).
+MAX_WAITING_FRAMES = 10
+# A depth stream without a frame for this long is silent: colour frames are released at
+# once. Longer than the frame period of slow RGB-D streams (the issue's example sends a
+# pair every 0.7 s) so such a stream still pairs.
+DEPTH_STALE_S = 2.0
+# Unpaired releases remembered, to tell late depth frames from missing ones.
+UNPAIRED_MEMORY = 30
+
+
+@dataclass
+class Released:
+    """A colour frame leaving the pairing: its item, stamp (s), and the depth frame closest
+    to that stamp (paired when within tolerance; else the closest one, for the reason)."""
+
+    colour: Any
+    stamp: float
+    paired: bool
+    depth: Optional[Any] = None  # the closest buffered depth item (None: none buffered)
+    gap_s: Optional[float] = None  # its stamp minus the colour stamp (s)
+
+
+@dataclass(eq=False)
+class _Waiting:
+    stamp: float
+    item: Any
+    deadline: float
+
+
+class StampPairer:
+    """Pairs colour frames with depth frames by stamp (see module docstring)."""
+
+    def __init__(self, tolerance_s: float, wait_s: float,
+                 buffer_frames: int = DEPTH_BUFFER_FRAMES,
+                 stale_s: float = DEPTH_STALE_S) -> None:
+        if tolerance_s < 0 or wait_s < 0 or buffer_frames < 1 or stale_s <= 0:
+            raise ValueError(f"pairing needs tolerance_s >= 0, wait_s >= 0, buffer_frames >= 1 "
+                             f"and stale_s > 0; got {tolerance_s}, {wait_s}, {buffer_frames}, "
+                             f"{stale_s}")
+        self.tolerance_s = float(tolerance_s)
+        self.wait_s = float(wait_s)
+        self.stale_s = float(stale_s)
+        self._depth: collections.deque = collections.deque(maxlen=buffer_frames)  # (stamp, item)
+        self._waiting: list[_Waiting] = []  # arrival order
+        self._unpaired: collections.deque = collections.deque(maxlen=UNPAIRED_MEMORY)
+        self._last_depth_arrival = -float("inf")
+        self.paired = 0
+        self.unpaired_missing = 0
+        self.unpaired_late = 0
+        self.superseded = 0
+        self.depth_received = 0
+
+    def reset(self) -> None:
+        """Forget buffered depth and waiting colour frames (counters are kept; the waiting
+        frames count as superseded)."""
+        self.superseded += len(self._waiting)
+        self._waiting.clear()
+        self._depth.clear()
+        self._unpaired.clear()
+        self._last_depth_arrival = -float("inf")
+
+    @property
+    def waiting(self) -> int:
+        """Colour frames waiting for their depth."""
+        return len(self._waiting)
+
+    def next_deadline(self) -> Optional[float]:
+        """The earliest time (monotonic s) a waiting frame's wait ends; None: none waits."""
+        return min((w.deadline for w in self._waiting), default=None)
+
+    # ---- inputs
+    def add_colour(self, stamp: float, item: Any, now: float) -> Optional[Released]:
+        """A colour frame arrived; returns it when it leaves at once (paired, or unpaired
+        because waiting cannot help), else None (it waits)."""
+        frame = _Waiting(float(stamp), item, now + self.wait_s)
+        closest = self._closest(frame.stamp)
+        if closest is not None and abs(closest[0]) <= self.tolerance_s:
+            return self._release(frame, closest, paired=True, older_than=len(self._waiting))
+        if self.wait_s <= 0 or self._silent(now) or self._depth_ahead(frame.stamp):
+            return self._release(frame, closest, paired=False, older_than=len(self._waiting))
+        self._waiting.append(frame)
+        if len(self._waiting) > MAX_WAITING_FRAMES:
+            self._waiting.pop(0)
+            self.superseded += 1
+        return None
+
+    def add_depth(self, stamp: float, item: Any, now: float) -> Optional[Released]:
+        """A depth frame arrived; returns the newest waiting colour frame it lets go (paired,
+        or unpaired when the depth stream is now ahead of it), else None."""
+        stamp = float(stamp)
+        self._depth.append((stamp, item))
+        self._last_depth_arrival = now
+        self.depth_received += 1
+        for i, t in enumerate(self._unpaired):  # its colour frame already left: late
+            if abs(stamp - t) <= self.tolerance_s:
+                del self._unpaired[i]
+                self.unpaired_missing -= 1
+                self.unpaired_late += 1
+                break
+        for i in range(len(self._waiting) - 1, -1, -1):  # newest first
+            frame = self._waiting[i]
+            closest = self._closest(frame.stamp)
+            if closest is not None and abs(closest[0]) <= self.tolerance_s:
+                return self._release(frame, closest, paired=True, older_than=i)
+        for i in range(len(self._waiting) - 1, -1, -1):  # the depth stream passed them
+            frame = self._waiting[i]
+            if self._depth_ahead(frame.stamp):
+                return self._release(frame, self._closest(frame.stamp), paired=False,
+                                     older_than=i)
+        return None
+
+    def poll(self, now: float) -> Optional[Released]:
+        """Release the newest waiting frame whose wait has ended (unpaired; older ended ones
+        are superseded), else None."""
+        ended = [i for i, w in enumerate(self._waiting) if w.deadline <= now]
+        if not ended:
+            return None
+        i = ended[-1]
+        frame = self._waiting[i]
+        return self._release(frame, self._closest(frame.stamp), paired=False, older_than=i)
+
+    # ---- internals
+    def _closest(self, t: float) -> Optional[tuple[float, Any]]:
+        """(stamp gap s, item) of the buffered depth frame closest to t; None: none."""
+        if not self._depth:
+            return None
+        s, item = min(self._depth, key=lambda f: abs(f[0] - t))
+        return s - t, item
+
+    def _silent(self, now: float) -> bool:
+        """True when no depth frame arrived within stale_s."""
+        return now - self._last_depth_arrival > self.stale_s
+
+    def _depth_ahead(self, t: float) -> bool:
+        """True when a depth frame newer than t + tolerance is buffered: the depth of t
+        will not come (in-order streams)."""
+        return bool(self._depth) and max(s for s, _ in self._depth) > t + self.tolerance_s
+
+    def _release(self, frame: _Waiting, closest: Optional[tuple[float, Any]], paired: bool,
+                 older_than: int) -> Released:
+        """Take `frame` out of the waiting list (when it is there), drop the waiting frames
+        before index `older_than` (superseded), count, and return it."""
+        index = next((k for k, w in enumerate(self._waiting) if w is frame), None)
+        if index is not None:  # a waiting frame: the ones before it are older
+            del self._waiting[index]
+        self.superseded += min(older_than, len(self._waiting))
+        del self._waiting[:older_than]
+        if paired:
+            self.paired += 1
+        else:
+            self.unpaired_missing += 1
+            self._unpaired.append(frame.stamp)
+        gap, depth = closest if closest is not None else (None, None)
+        return Released(frame.item, frame.stamp, paired, depth, gap)

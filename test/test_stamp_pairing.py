@@ -1,0 +1,144 @@
+"""StampPairer (dir_ros.ros.stamp_pairing): colour frames wait for their depth within the
+stamp tolerance up to a bounded wait; pure Python, no DDS."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dir_ros.ros.stamp_pairing import DEPTH_STALE_S, StampPairer
+
+TOL = 0.017  # the node's default depth_stamp_tolerance
+WAIT = 0.25
+
+
+def _pairer(wait: float = WAIT) -> StampPairer:
+    p = StampPairer(TOL, wait)
+    p.add_depth(0.0, "d0", now=0.0)  # the depth stream is alive
+    return p
+
+
+def test_depth_first_pairs_at_once() -> None:
+    """A depth frame that came first waits for its colour frame (and vice versa)."""
+    p = _pairer()
+    assert p.add_depth(1.0, "d1", now=1.0) is None
+    r = p.add_colour(1.005, "c1", now=1.01)
+    assert r is not None and r.paired and r.colour == "c1" and r.depth == "d1"
+    assert r.gap_s == pytest.approx(-0.005)
+    assert (p.paired, p.unpaired_missing, p.unpaired_late) == (1, 0, 0)
+
+
+def test_colour_waits_for_late_depth() -> None:
+    """A colour frame waits until its depth arrives (80 ms later here), then leaves paired."""
+    p = _pairer()
+    assert p.add_colour(1.0, "c1", now=1.0) is None
+    assert p.waiting == 1 and p.next_deadline() == pytest.approx(1.0 + WAIT)
+    assert p.poll(now=1.05) is None
+    r = p.add_depth(1.0, "d1", now=1.08)
+    assert r is not None and r.paired and (r.colour, r.depth) == ("c1", "d1")
+    assert p.waiting == 0 and p.paired == 1
+
+
+def test_wait_is_bounded_and_late_depth_counted() -> None:
+    """No depth within the wait: released unpaired when it ends; the depth arriving after
+    that moves the frame from missing to late."""
+    p = _pairer()
+    assert p.add_colour(1.0, "c1", now=1.0) is None
+    assert p.poll(now=1.0 + WAIT - 1e-3) is None
+    r = p.poll(now=1.0 + WAIT)
+    assert r is not None and not r.paired and r.colour == "c1"
+    assert r.depth == "d0" and r.gap_s == pytest.approx(-1.0)  # the closest, for the reason
+    assert (p.unpaired_missing, p.unpaired_late) == (1, 0)
+    assert p.add_depth(1.0, "d1", now=1.4) is None
+    assert (p.paired, p.unpaired_missing, p.unpaired_late) == (0, 0, 1)
+
+
+def test_newer_paired_frame_supersedes_waiting_ones() -> None:
+    """The newest released frame drops the older waiting ones (counted as superseded)."""
+    p = _pairer()
+    assert p.add_colour(1.0, "c1", now=1.0) is None
+    assert p.add_colour(1.033, "c2", now=1.03) is None
+    r = p.add_depth(1.033, "d2", now=1.05)
+    assert r is not None and r.paired and r.colour == "c2"
+    assert p.waiting == 0 and p.superseded == 1
+    # a frame that arrives paired at once drops older waiting frames too
+    assert p.add_colour(1.066, "c3", now=1.07) is None
+    assert p.add_depth(1.1, "d4", now=1.08) is not None  # c3's depth skipped: released
+    assert p.add_depth(1.133, "d5", now=1.09) is None
+    r = p.add_colour(1.133, "c5", now=1.1)
+    assert r.paired and r.colour == "c5"
+
+
+def test_depth_lagging_more_than_a_period_still_pairs() -> None:
+    """30 Hz colour, each depth 80 ms late: a waiting frame is not dropped merely because a
+    newer colour frame came, so every depth still finds its colour frame (no starvation)."""
+    p = _pairer()
+    period, lag = 1 / 30, 0.08
+    events = []
+    for i in range(60):
+        t = 1.0 + i * period
+        events += [(t, "colour", t), (t + lag, "depth", t)]
+    released = []
+    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
+        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
+        if r is not None:
+            released.append(r)
+    assert len(released) >= 55 and all(r.paired for r in released)
+    assert p.unpaired_missing == 0 and p.paired == len(released)
+
+
+def test_depth_ahead_releases_at_once() -> None:
+    """Its own depth was lost and a newer depth frame arrived: no point in waiting."""
+    p = _pairer()
+    assert p.add_colour(1.0, "c1", now=1.0) is None
+    r = p.add_depth(1.1, "d2", now=1.01)  # 100 ms after: c1's depth will not come
+    assert r is not None and not r.paired and r.gap_s == pytest.approx(0.1)
+    r = p.add_colour(1.05, "c2", now=1.02)  # older than the newest depth: at once too
+    assert r is not None and not r.paired
+
+
+def test_no_wait_without_a_depth_stream() -> None:
+    """No depth frame yet (no depth camera), or none for DEPTH_STALE_S: colour frames leave
+    at once, so pairing never delays the image path; wait 0 never waits either."""
+    p = StampPairer(TOL, WAIT)
+    r = p.add_colour(1.0, "c1", now=1.0)
+    assert r is not None and not r.paired and r.depth is None
+    p.add_depth(2.0, "d", now=2.0)
+    assert p.add_colour(3.0, "c2", now=2.0 + DEPTH_STALE_S / 2) is None  # alive: waits
+    r = p.add_colour(4.0, "c3", now=2.0 + 2 * DEPTH_STALE_S)
+    assert r is not None and not r.paired and p.superseded == 1
+    p = _pairer(wait=0.0)
+    r = p.add_colour(1.0, "c1", now=1.0)
+    assert r is not None and not r.paired
+
+
+def test_reset_forgets_state() -> None:
+    p = _pairer()
+    p.add_depth(1.0, "d1", now=1.0)
+    assert p.add_colour(2.0, "c2", now=1.1) is None
+    p.reset()
+    assert p.waiting == 0 and p.next_deadline() is None and p.superseded == 1
+    r = p.add_colour(1.0, "c1", now=1.2)  # d1 is gone, and the stream counts as silent
+    assert r is not None and not r.paired and r.depth is None
+
+
+def test_random_order_within_tolerance_all_paired() -> None:
+    """Colour and depth of one capture, depth 0-80 ms after or up to 10 ms before its colour
+    (the DDS test's schedule): every colour frame leaves paired."""
+    rng = np.random.default_rng(0)
+    p = _pairer()
+    events = []
+    for i in range(200):
+        t = 1.0 + 0.1 * i
+        arrive_c = t + rng.uniform(0.0, 0.01)
+        events += [(arrive_c, "colour", t), (arrive_c + rng.uniform(-0.01, 0.08), "depth", t)]
+    released = []
+    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
+        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
+        if r is not None:
+            released.append(r)
+    assert len(released) == 200 and all(r.paired for r in released)
+
+
+def test_bad_settings_refused() -> None:
+    with pytest.raises(ValueError, match="tolerance_s >= 0"):
+        StampPairer(-1.0, WAIT)
