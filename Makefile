@@ -18,11 +18,17 @@ ROS_ENV := tools/ros_env.sh
 # colcon builds through a folder of symlinks so that the package's CMake source directory
 # does not contain .venv (CMake refuses exported include dirs, like numpy's, inside it).
 WS := .ws
-PKG_ITEMS := package.xml CMakeLists.txt msg dir_ros launch config weights rviz scripts test
+PKG_ITEMS := package.xml CMakeLists.txt msg dir_ros launch config weights rviz scripts test samples
 STAMP := $(VENV)/.stamp
+# The ROS 2 launch / CLI tools (ros2 launch, ros2 topic, launch_testing) have no PyPI wheels:
+# set-up installs them from their Jazzy sources when this tarball is there (developers' and
+# CI's ../shared/vendor); elsewhere set-up goes on without them (see README, "ROS 2 tools").
+ROS_CLI_TARBALL ?= ../shared/vendor/ros2-jazzy-launch-cli-src.tar.gz
+# Photos of `make demo`: the committed samples (plus ../shared/images where it exists).
+IMAGES ?= samples $(wildcard ../shared/images)
 
-.PHONY: setup build test demo clean
-setup: $(STAMP)/deps build
+.PHONY: setup build roscli test demo clean
+setup: $(STAMP)/deps roscli build
 
 $(STAMP)/venv:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +49,18 @@ $(STAMP)/deps: $(STAMP)/torch requirements/core.txt requirements/ros.txt require
 	$(PY) tools/fix_ros_wheel_cmake.py $(VENV)
 	touch $@
 
+roscli: $(STAMP)/deps
+	if [ -f $(STAMP)/roscli ] && [ $(STAMP)/roscli -nt tools/install_ros_cli.sh ] && \
+	   [ $(STAMP)/roscli -nt requirements/ros_cli.txt ]; then :; \
+	elif [ -f "$(ROS_CLI_TARBALL)" ]; then \
+	  echo "setup: installing the ROS 2 launch / CLI tools from $(ROS_CLI_TARBALL)"; \
+	  tools/install_ros_cli.sh $(VENV) "$(ROS_CLI_TARBALL)" && touch $(STAMP)/roscli; \
+	else \
+	  echo "setup: note: no $(ROS_CLI_TARBALL): ros2 launch / ros2 topic are not installed" \
+	       "into .venv (an apt ROS 2 Jazzy has them; see README, 'ROS 2 tools'); the node," \
+	       "demo and tests run without them"; \
+	fi
+
 build: $(STAMP)/deps
 	mkdir -p $(WS)/src/dir_ros
 	for item in $(PKG_ITEMS); do ln -sfn ../../../$$item $(WS)/src/dir_ros/$$item; done
@@ -58,10 +76,13 @@ build: $(STAMP)/deps
 test: setup
 	# The ROS tests skip themselves where messages cannot be imported; here they must run.
 	$(ROS_ENV) python -c "import rclpy, tf2_msgs.msg, dir_ros.msg"
+	# Where the launch tools are installed, the launch tests must run: a skip fails the run.
+	if $(ROS_ENV) python -c "import launch, launch_ros, launch_testing" 2>/dev/null; then \
+	  export DIR_ROS_REQUIRE_LAUNCH=1; fi; \
 	$(ROS_ENV) python -m pytest test -q -ra --durations=10
 
 demo: setup
-	$(ROS_ENV) python -m dir_ros.ros.demo --images ../shared/images --out out/demo
+	$(ROS_ENV) python -m dir_ros.ros.demo $(foreach d,$(IMAGES),--images $(d)) --out out/demo
 
 clean:
 	rm -rf build install log $(WS)

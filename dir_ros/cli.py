@@ -483,7 +483,11 @@ def _add_infer_parsers(sub: Any) -> None:
         "landmark backend until a DIR checkpoint is set) on image files, folders of images and "
         "video files. Writes <name>_overlay.png and <name>.json per frame into --out. Pictures "
         "have no calibration: K is a pinhole with --fov-deg and the principal point at the centre.")
-    inf.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="image, folder or video")
+    inf.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="image, folder or video")
+    inf.add_argument("--camera", type=int, default=None, metavar="INDEX",
+                     help="also read webcam INDEX (0 = /dev/video0) until --max-frames or Ctrl-C")
+    inf.add_argument("--max-frames", dest="max_frames", type=int, default=0,
+                     help="stop the webcam after this many frames (default 0: until Ctrl-C)")
     inf.add_argument("--out", type=Path, default=Path(DEFAULT_INFER_OUT), help="output folder (default: %(default)s)")
     inf.add_argument("--config", default=DEFAULT_INFER_CONFIG, help="predictor / node params YAML (default: %(default)s)")
     inf.add_argument("--backend", choices=("auto", "dir", "landmarks"), default=None, help="override the config's backend")
@@ -529,6 +533,13 @@ def _validate(args: argparse.Namespace) -> None:
         if args.output.exists():
             raise ValueError(f"output bag already exists: {args.output}")
         _check_writable_folder(_existing_parent(args.output), "output bag's parent folder")
+    elif args.command == "infer":
+        if not args.paths and args.camera is None:
+            raise ValueError("nothing to read: give image / folder / video PATHs or --camera INDEX")
+        if args.camera is not None and args.camera < 0:
+            raise ValueError(f"--camera must be a webcam index >= 0, got {args.camera}")
+        if args.max_frames < 0:
+            raise ValueError(f"--max-frames must be >= 0, got {args.max_frames}")
     elif args.command == "eval-bag":
         from .eval.bag import BagReader
         from .eval.report import PCK_PNG, REPORT_JSON, REPORT_MD

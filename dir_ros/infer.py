@@ -1,10 +1,11 @@
 """`dir-ros infer` (hands on your own pictures and videos) and `dir-ros check-weights` (does a
 DIR checkpoint load, and what does it answer on a sample image).
 
-infer: images, folders (sorted, not recursive) and video files -> per frame an overlay PNG
-(projected meshes, skeletons, crop box, handedness and wrist position) and a JSON file with
-both hands' TwoHandMesh field values; a progress bar per input. Independent images reset the
-predictor's tracking; the frames of one video keep it. No ROS needed.
+infer: images, folders (sorted, not recursive), video files and a webcam (--camera INDEX)
+-> per frame an overlay PNG (projected meshes, skeletons, the crop box in yellow, handedness
+and wrist position) and a JSON file with both hands' TwoHandMesh field values; a progress bar
+per input. Independent images reset the predictor's tracking; the frames of one video or of
+the webcam keep it. No ROS needed.
 """
 from __future__ import annotations
 
@@ -92,6 +93,21 @@ def read_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
         cap.release()
 
 
+def webcam_frames(index: int, max_frames: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, RGB uint8 frame) from webcam `index` until max_frames (0 = until Ctrl-C) or
+    the camera stops; CameraSourceError (a ValueError) when there is no such camera."""
+    import cv2
+
+    from dir_ros.camera_source import CameraSource
+
+    with CameraSource(str(index)) as cam:
+        while max_frames <= 0 or cam.frames_read < max_frames:
+            bgr = cam.read()
+            if bgr is None:
+                return
+            yield f"webcam{index}_{cam.frames_read - 1:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def result_json(result: Any, K: Optional[np.ndarray], source: str) -> dict[str, Any]:
     """A FrameResult as JSON-ready data: both hands' TwoHandMesh field values (lists), the
     crop box, the intrinsics used and the per-step timings."""
@@ -138,7 +154,13 @@ def infer(args: argparse.Namespace, predictor: Any = None) -> dict[str, int]:
     from dir_ros.overlay import draw_overlay
     from dir_ros.predictor import build_predictor, choose_backend, is_unset
 
-    files = expand_inputs(list(args.paths))
+    camera = getattr(args, "camera", None)
+    files: list[Any] = expand_inputs(list(args.paths)) if args.paths or camera is None else []
+    if camera is not None:
+        from dir_ros.camera_source import CameraSource
+
+        CameraSource(str(camera)).close()  # no such camera: one-line error before any work
+        files.append(camera)
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = infer_config(args)
     random_weights = is_unset(cfg["weights"]) and \
@@ -148,8 +170,11 @@ def infer(args: argparse.Namespace, predictor: Any = None) -> dict[str, int]:
     counts = {"frames": 0, "hands_found": 0, "skipped": 0}
     for path in files:
         predictor.reset()  # a new picture or video: nothing to track from before
-        frames = tqdm(read_frames(path), desc=path.name, unit="frame", leave=False,
-                      disable=args.no_progress)
+        is_camera = isinstance(path, int)
+        source = webcam_frames(path, getattr(args, "max_frames", 0)) if is_camera \
+            else read_frames(path)
+        frames = tqdm(source, desc=f"webcam {path}" if is_camera else path.name, unit="frame",
+                      leave=False, disable=args.no_progress)
         try:
             for name, rgb in frames:
                 h, w = rgb.shape[:2]
@@ -170,19 +195,23 @@ def infer(args: argparse.Namespace, predictor: Any = None) -> dict[str, int]:
         except ValueError as e:  # an unreadable file is skipped and counted, not fatal
             counts["skipped"] += 1
             print(f"dir-ros infer: skipped {path}: {e}")
+        except KeyboardInterrupt:  # Ctrl-C ends a webcam run; what was written stays
+            if not is_camera:
+                raise
+            print(f"dir-ros infer: webcam {path} stopped after {counts['frames']} frame(s)")
     if counts["frames"] == 0:
-        raise ValueError(f"no frame could be read from {', '.join(map(str, args.paths))}")
+        raise ValueError(f"no frame could be read from {', '.join(map(str, files))}")
     return counts
 
 
 def sample_image() -> Optional[Path]:
-    """The first of the project's sample photos (../shared/images beside the source tree),
-    None when the tree has none (installed package)."""
-    from dir_ros.resources import package_root
+    """The first of the package's sample photos (samples/, source tree or share/dir_ros),
+    None when there are none."""
+    from dir_ros.resources import find_resource
 
-    folder = package_root().parent / "shared" / "images"
+    folder = find_resource("samples", Path.is_dir)
     found = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if folder.is_dir() else []
+        if folder is not None else []
     return found[0] if found else None
 
 

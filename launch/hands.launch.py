@@ -4,10 +4,19 @@ ros2 launch dir_ros hands.launch.py image:=/camera/color/image_raw \
     camera_info:=/camera/color/camera_info [config:=<params.yaml>] [namespace:=hands] \
     [frame_prefix:=cam1_] [fixed_frame:=camera_color_optical_frame] \
     [use_sim_time:=true] [rviz:=true]
+ros2 launch dir_ros hands.launch.py camera:=webcam [camera_index:=0]   # live, no driver
+ros2 launch dir_ros hands.launch.py video:=clip.mp4 [loop:=true]        # a file (or a photo)
+    [fov_deg:=60 | camera_calibration:=<camera_info.yaml>] [rate:=0]
+
+With camera:=webcam or video:=..., the package's camera_node (dir_ros/ros/camera.py) starts
+beside hands_node in the same namespace, publishing camera/image_raw and camera/camera_info,
+and hands_node listens to those (the image / camera_info arguments are then not used).
 
 Everything is decided in one OpaqueFunction, before any process starts: with rviz:=true and
-no rviz2 installed the launch fails with one message and starts nothing. hands_node and RViz
-are tied together: when either exits, the whole launch shuts down (no orphaned node).
+no rviz2 installed, or a camera source that cannot be opened (no such webcam, a missing or
+unreadable file), the launch fails with one message and starts nothing. The processes are
+tied together: when hands_node, the camera or RViz exits (a video without loop at its end),
+the whole launch shuts down (no orphaned node).
 RViz gets a config generated from rviz/hands.rviz with the camera image topic, the marker
 and debug-image topics of this node (its namespace) and the fixed frame filled in.
 """
@@ -54,7 +63,23 @@ ARGUMENTS: tuple[tuple[str, Optional[str], str], ...] = (
      "RViz fixed frame: the frame_id of the camera images (parent of markers and wrist TF)."),
     ("use_sim_time", "false", "Use /clock (bag replay)."),
     ("rviz", "false", "Start RViz (rviz2) showing the image, the hand markers and TF."),
+    ("camera", "none", "none: hands_node listens to `image`; webcam: start the package's "
+     "camera_node on webcam `camera_index` (no camera driver needed)."),
+    ("camera_index", "0", "Webcam index for camera:=webcam (0 = /dev/video0)."),
+    ("video", "", "A video file (or a photo, repeated) published by camera_node instead of "
+     "a camera; '' = none."),
+    ("loop", "false", "Start the video over at its end (false: the launch ends with it)."),
+    ("rate", "0", "camera_node's publish rate (Hz); 0 = the source's own (a video's rate)."),
+    ("fov_deg", "60", "Horizontal field of view (degrees) assumed for camera_node's "
+     "CameraInfo when no camera_calibration is given."),
+    ("camera_calibration", "", "Calibration YAML (ROS camera_info format) for camera_node; "
+     "'' = use fov_deg."),
 )
+CAMERA_CHOICES = ("none", "webcam")
+CAMERA_EXECUTABLE = "camera_node"
+# camera_node's topics, relative to the launch namespace; hands_node is remapped to them.
+CAMERA_IMAGE_TOPIC = "camera/image_raw"
+CAMERA_INFO_TOPIC = "camera/camera_info"
 
 
 class LaunchArgumentError(RuntimeError):
@@ -84,6 +109,9 @@ def launch_setup(context: Any, share: str) -> list[Any]:
             "rviz:=true but RViz 2 is not installed (no 'rviz2' package in the ament index, "
             "no rviz2 on PATH): install it (apt install ros-$ROS_DISTRO-rviz2) or launch with "
             "rviz:=false. Nothing was started.")
+    camera = camera_node(cfg, use_sim_time)  # refuses a bad source before anything starts
+    if camera is not None:
+        cfg["image"], cfg["camera_info"] = CAMERA_IMAGE_TOPIC, CAMERA_INFO_TOPIC
     params: list[Any] = [cfg["config"], {"use_sim_time": use_sim_time}]
     if cfg["frame_prefix"]:  # a string as given (launch would read "1_" or "true" as YAML)
         params.append({"frame_prefix": ParameterValue(cfg["frame_prefix"], value_type=str)})
@@ -92,8 +120,9 @@ def launch_setup(context: Any, share: str) -> list[Any]:
         namespace=cfg["namespace"], output="screen", emulate_tty=True, parameters=params,
         remappings=[("image", cfg["image"]), ("camera_info", cfg["camera_info"])],
         on_exit=[Shutdown(reason="hands_node exited")])
+    started = [hands] if camera is None else [hands, camera]
     if not want_rviz:
-        return [hands]
+        return started
     image_topic = resolve_topic(cfg["image"], cfg["namespace"])
     rviz_config = write_rviz_config(
         os.path.join(share, "rviz", "hands.rviz"),
@@ -110,7 +139,53 @@ def launch_setup(context: Any, share: str) -> list[Any]:
         on_shutdown=lambda event, ctx: remove_file(rviz_config)))
     note = LogInfo(msg=f"RViz config {rviz_config}: image {image_topic}, "
                        f"fixed frame {cfg['fixed_frame']}")
-    return [hands, note, rviz, cleanup]
+    return started + [note, rviz, cleanup]
+
+
+def camera_node(cfg: dict[str, str], use_sim_time: bool) -> Optional[Any]:
+    """The camera_node action for camera:=webcam or video:=FILE (None for neither). The source
+    is opened once here (and closed) so that a missing webcam or an unreadable file stops
+    the launch with one message before anything starts."""
+    camera = cfg["camera"].strip().lower()
+    if camera not in CAMERA_CHOICES:
+        raise LaunchArgumentError(f"camera:={cfg['camera']!r} is not one of "
+                                  f"{', '.join(CAMERA_CHOICES)} (for a file use video:=PATH)")
+    video = cfg["video"].strip()
+    if camera == "webcam" and video:
+        raise LaunchArgumentError("camera:=webcam and video:=... both given: choose one")
+    if camera == "none" and not video:
+        return None
+    if camera == "webcam" and not cfg["camera_index"].strip().isdigit():
+        raise LaunchArgumentError(f"camera_index:={cfg['camera_index']!r} is not a webcam "
+                                  f"index (0, 1, ...)")
+    source = cfg["camera_index"].strip() if camera == "webcam" else os.path.abspath(
+        os.path.expanduser(video))
+    try:
+        rate, fov = float(cfg["rate"]), float(cfg["fov_deg"])
+    except ValueError:
+        raise LaunchArgumentError(f"rate:={cfg['rate']!r} / fov_deg:={cfg['fov_deg']!r} must "
+                                  f"be numbers") from None
+    loop = parse_flag("loop", cfg["loop"])
+    calibration = cfg["camera_calibration"].strip()
+    from dir_ros.camera_source import CameraSource, CameraSourceError, load_calibration
+
+    try:
+        if calibration:
+            load_calibration(calibration)
+        CameraSource(source).close()
+    except CameraSourceError as e:
+        raise LaunchArgumentError(f"{e}. Nothing was started.") from None
+    return Node(
+        package=PACKAGE, executable=CAMERA_EXECUTABLE, name=CAMERA_EXECUTABLE,
+        namespace=cfg["namespace"], output="screen", emulate_tty=True,
+        # strings as given: launch would read source "0" as an integer
+        parameters=[{"source": ParameterValue(source, value_type=str), "loop": loop,
+                     "rate": rate, "fov_deg": fov,
+                     "calibration": ParameterValue(calibration, value_type=str),
+                     "frame_id": ParameterValue(cfg["fixed_frame"], value_type=str),
+                     "use_sim_time": use_sim_time}],
+        remappings=[("image_raw", CAMERA_IMAGE_TOPIC), ("camera_info", CAMERA_INFO_TOPIC)],
+        on_exit=[Shutdown(reason=f"{CAMERA_EXECUTABLE} exited")])
 
 
 def parse_flag(name: str, text: str) -> bool:

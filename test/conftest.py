@@ -33,3 +33,23 @@ def ctx():
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     yield context
     context.try_shutdown()
+
+
+# Where the ROS 2 launch tools are installed (`make test` sets DIR_ROS_REQUIRE_LAUNCH=1 when
+# `launch`, `launch_ros` and `launch_testing` import), a skipped launch test is a failure:
+# the card's main command must be exercised, not silently passed over.
+REQUIRE_LAUNCH_ENV = "DIR_ROS_REQUIRE_LAUNCH"
+LAUNCH_TEST_MARK = "launch"  # test files with this in their name exercise ros2 launch
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip of a launch test becomes a failure when the launch tools are required."""
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and os.environ.get(REQUIRE_LAUNCH_ENV) == "1"
+            and LAUNCH_TEST_MARK in os.path.basename(str(item.fspath))):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = (f"{item.nodeid} was skipped ({reason}) although the ROS 2 launch "
+                           f"tools are installed ({REQUIRE_LAUNCH_ENV}=1)")
