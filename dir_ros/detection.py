@@ -159,19 +159,24 @@ FOLLOW_ROI_SHIFT = 0.1
 FOLLOW_PRESENCE_FRACTION = 0.4
 # The 'track' route (crops around a hand's last known region, palm detector on the crop)
 # keeps trying a lost hand's region for this many frames after it was last seen: 15 = half
-# a second at 30 Hz, about the longest the interlocked clips hid a hand from the landmark
-# model. The switch-off (track_landmarks False) keeps the old rule: the previous frame only.
+# a second at 30 Hz (a hand gone longer than that has likely moved on; the palm pass and the
+# pose routes still look for it). The switch-off (track_landmarks False) keeps the old rule:
+# the previous frame only.
 REGION_MEMORY_FRAMES = 15
 
 # --- exposure ------------------------------------------------------------------------------
-# A frame whose luma 99th percentile is below this is brightened (a gain on every channel)
-# until it reaches it, before any model sees it: the palm detector finds no hand on the
-# photos dimmed to 0.3x (99th percentile 56-73) and finds them again brightened to 150 (27
-# of 42 hands over the 7 photos at 0.3/0.12/0.05x, against 24 at 100 and 27 at 230; 5
-# unbrightened). Undimmed, the 7 photos have 188-245, so they are left as they are; the
-# gain is continuous (1 at the threshold), so a stream near it does not flicker.
-EXPOSURE_TARGET_P99 = 150.0
-# Largest gain: a 0.05x frame (99th percentile about 11) needs 14; above 16, JPEG and
+# A dim frame is brightened (one gain on every channel) before any model sees it. The palm
+# detector finds no hand on the three photos dimmed to 0.3x (luma 99th percentile 69-70),
+# and the whole front end none either. Brought up to a 99th percentile of 240, the 7 photos
+# (shared/images, shared/samples) dimmed to 0.3/0.12/0.05x gave 39 of their 42 hands (the
+# front end with recovery; 37 at 200, 32 at 150); undimmed, their 99th percentiles are
+# 188-245 and they are left alone. The gain is full below EXPOSURE_FULL_BELOW, 1 above
+# EXPOSURE_NONE_ABOVE and blends linearly between, so a stream near the limit does not
+# flicker between two exposures.
+EXPOSURE_TARGET_P99 = 240.0
+EXPOSURE_FULL_BELOW = 120.0
+EXPOSURE_NONE_ABOVE = 160.0
+# Largest gain: a 0.05x frame (99th percentile about 11) needs 22; above 16, JPEG and
 # sensor noise dominate what is left of an 8-bit image.
 MAX_EXPOSURE_GAIN = 16.0
 # The percentile is taken on every EXPOSURE_STRIDE-th pixel of every EXPOSURE_STRIDE-th row:
@@ -296,14 +301,17 @@ def follow_region(points: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def exposure_gain(image: np.ndarray) -> float:
-    """Gain (>= 1) that brings the luma EXPOSURE_PERCENTILE of image (H,W,3) uint8 RGB up to
-    EXPOSURE_TARGET_P99, at most MAX_EXPOSURE_GAIN; 1 for a frame bright enough."""
+    """Gain (>= 1) for image (H,W,3) uint8 RGB: full (its luma EXPOSURE_PERCENTILE brought to
+    EXPOSURE_TARGET_P99, at most MAX_EXPOSURE_GAIN) below EXPOSURE_FULL_BELOW, 1 above
+    EXPOSURE_NONE_ABOVE, blended linearly between."""
     sample = image[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE].reshape(-1, 3).astype(np.float32)
     level = float(np.percentile(sample @ np.asarray(LUMA_WEIGHTS, np.float32),
                                 EXPOSURE_PERCENTILE))
-    if level >= EXPOSURE_TARGET_P99:
+    if level >= EXPOSURE_NONE_ABOVE:
         return 1.0
-    return min(EXPOSURE_TARGET_P99 / max(level, 1.0), MAX_EXPOSURE_GAIN)
+    full = min(EXPOSURE_TARGET_P99 / max(level, 1.0), MAX_EXPOSURE_GAIN)
+    weight = min((EXPOSURE_NONE_ABOVE - level) / (EXPOSURE_NONE_ABOVE - EXPOSURE_FULL_BELOW), 1.0)
+    return 1.0 + weight * (full - 1.0)
 
 
 def _landmark_graph_text(count: int) -> str:
