@@ -123,3 +123,50 @@ def test_demo_bad_images_folder(tmp_path: Path, case: str) -> None:
     assert len(lines) == 1, res.stderr
     assert str(folder) in lines[0] and lines[0].startswith("demo: error:")
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+SAMPLES = ROOT / "samples"
+WRIST_AGREEMENT_M = 1e-3  # issue 18: same photo, demo (any position) vs dir-ros infer
+
+
+def test_demo_defaults_to_the_committed_samples() -> None:
+    """Without --images the demo reads the committed sample photos (no ../shared needed)."""
+    from dir_ros.ros.demo import list_images, parse_args
+
+    args = parse_args([])
+    assert [Path(p).resolve() for p in args.images] == [SAMPLES.resolve()]
+    assert len(list_images(args.images[0])) == 4
+
+
+def test_demo_photos_are_independent(tmp_path: Path) -> None:
+    """Each sample photo twice, at different positions after different photos: the node's
+    reset between photos makes every answer equal dir-ros infer's for that photo."""
+    import shutil
+
+    photos = sorted(SAMPLES.glob("*.jpg"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    order = photos + photos[::-1]  # forward, then backward: every photo after another one
+    for i, p in enumerate(order):
+        shutil.copy(p, folder / f"{i:02d}_{p.name}")
+    out = tmp_path / "out"
+    res = _run_demo("--images", str(folder), "--out", str(out), timeout=DEMO_TIMEOUT_S)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    rows = {r["image"]: r for r in json.loads((out / "summary.json").read_text())["images"]}
+    infer_out = tmp_path / "infer"
+    res = subprocess.run([sys.executable, "-m", "dir_ros.cli", "infer", *map(str, photos),
+                          "--out", str(infer_out), "--no-progress"], cwd=str(ROOT),
+                         capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
+    assert res.returncode == 0, res.stderr[-3000:]
+    found = 0
+    for i, p in enumerate(order):
+        demo = rows[f"{i:02d}_{p.name}"]["hands"]
+        ref = json.loads((infer_out / f"{p.stem}.json").read_text())["hands"]
+        for side in ("left", "right"):
+            assert demo[side]["valid"] == ref[side]["valid"], (p.name, side)
+            if ref[side]["valid"]:
+                found += 1
+                wrist = np.array(ref[side]["wrist_pose"]["position"])
+                assert np.linalg.norm(np.array(demo[side]["wrist_position"]) - wrist) \
+                    < WRIST_AGREEMENT_M, (i, p.name, side)
+    assert found >= len(order)  # at least one hand per photo (both on every sample today)

@@ -1,19 +1,25 @@
-"""End-to-end demo: run hands_node over real ROS 2 DDS on a folder of images, draw overlays.
+"""End-to-end demo: run hands_node over real ROS 2 DDS on folders of photos, draw overlays.
 
 What it does (what `make demo` runs):
-  1. starts the node as its installed executable (`lib/dir_ros/hands_node`) in a subprocess,
-     in its own namespace (default /demo), with the params of config/hands.yaml (backend
-     auto: the landmark backend until a DIR checkpoint is given) plus the demo's overrides
-     (backend, network config, weights; no smoothing across the independent images; with a
-     randomly initialised network min_confidence 0 so both hands come out);
-  2. for each jpg/png in --images: publishes a sensor_msgs/CameraInfo (pinhole with a
-     default horizontal field of view, principal point at the image centre: the sample
-     images have no calibration) and the image as sensor_msgs/Image bgr8;
+  1. starts the node as a user would: `ros2 launch dir_ros hands.launch.py` where the ROS 2
+     launch tools are installed, else its installed executable (`lib/dir_ros/hands_node`),
+     in a subprocess, in its own namespace (default /demo), with the params of
+     config/hands.yaml (backend auto: the landmark backend until a DIR checkpoint is given)
+     plus the demo's overrides (DEMO_OVERRIDES: no smoothing across independent photos,
+     reliable QoS for its reliable publisher, raw transport, TF frames under demo/, markers
+     and TF on; the network config; with a randomly initialised network min_confidence 0);
+  2. for each jpg/png in the --images folders (default: the committed samples/): calls the
+     node's `hands_node/reset` service (each photo is independent: no tracking, warm start
+     or smoothing carried over from the photo before, so its hands equal `dir-ros infer`'s),
+     publishes a sensor_msgs/CameraInfo (pinhole with a default horizontal field of view,
+     principal point at the image centre: the photos have no calibration) and the image as
+     sensor_msgs/Image bgr8;
   3. waits for the node's TwoHandMesh (matched by header stamp), MarkerArray and /tf answers;
   4. writes <out>/<name>_overlay.png (projected meshes, keypoints, skeleton, one text line
      per hand) and <out>/summary.json, and prints a latency table.
 
-Usage: tools/ros_env.sh python -m dir_ros.ros.demo --images ../shared/images --out out/demo
+Usage: tools/ros_env.sh python -m dir_ros.ros.demo [--images samples] [--images DIR ...]
+       [--out out/demo]
 Exit status: 0 ok; 2 bad input (images folder missing / empty, config not found);
 3 the node failed to start or did not answer in time (its log tail is printed); 130 interrupted.
 """
@@ -66,6 +72,10 @@ RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR n
                           "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
                           "yet (it only shows the pipeline working end to end).")
 EXIT_OK, EXIT_INPUT, EXIT_NODE, EXIT_INTERRUPTED = 0, 2, 3, 130
+DEFAULT_IMAGES = "samples"  # the committed sample photos (samples/ATTRIBUTION.md)
+RESET_SERVICE = "hands_node/reset"  # std_srvs/Trigger: forget tracking / warm start / smoothing
+RESET_TIMEOUT_S = 30.0  # the reset runs between two frames on the node's worker thread
+LAUNCH_FILE = "hands.launch.py"
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = NODE_EXIT_TIMEOUT_S) -> Optional[int]:
@@ -126,6 +136,27 @@ def node_params(params_file: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def launch_command(params_yaml: Path, namespace: str) -> Optional[list[str]]:
+    """`ros2 launch dir_ros hands.launch.py ...` with the demo's params and topics, when the
+    ROS 2 launch tools and the installed package are there; None otherwise."""
+    import shutil
+
+    ros2 = shutil.which("ros2")
+    if ros2 is None:
+        return None
+    try:
+        import launch_ros  # noqa: F401
+        from ament_index_python.packages import get_package_share_directory
+
+        if not (Path(get_package_share_directory("dir_ros")) / "launch" / LAUNCH_FILE).is_file():
+            return None
+    except Exception:  # no launch_ros / package not installed: run the executable
+        return None
+    return [ros2, "launch", "dir_ros", LAUNCH_FILE, f"config:={params_yaml}",
+            f"namespace:={namespace.strip('/')}", "image:=image", "camera_info:=camera_info",
+            f"frame_prefix:={TF_PREFIX}"]
+
+
 def node_command() -> list[str]:
     """The installed hands_node executable run by this Python, else the module."""
     try:
@@ -144,7 +175,8 @@ def node_command() -> list[str]:
 class NodeProcess:
     """hands_node in a subprocess; stdout+stderr go to a log file read on failure."""
 
-    def __init__(self, params_yaml: Path, namespace: str, log_path: Path) -> None:
+    def __init__(self, params_yaml: Path, namespace: str, log_path: Path,
+                 use_launch: bool = True) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w", encoding="utf-8")
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
@@ -153,8 +185,11 @@ class NodeProcess:
         code_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (code_root, env.get("PYTHONPATH", "")) if p)
-        cmd = node_command() + ["--ros-args", "-r", f"__ns:={namespace}",
-                                "--params-file", str(params_yaml)]
+        cmd = launch_command(params_yaml, namespace) if use_launch else None
+        self.launched = cmd is not None  # through ros2 launch (else the executable itself)
+        if cmd is None:
+            cmd = node_command() + ["--ros-args", "-r", f"__ns:={namespace}",
+                                    "--params-file", str(params_yaml)]
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL)
@@ -200,12 +235,13 @@ class DemoClient:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import CameraInfo, Image
+        from std_srvs.srv import Trigger
         from tf2_msgs.msg import TFMessage
         from visualization_msgs.msg import MarkerArray
 
         from dir_ros.msg import TwoHandMesh
 
-        self._Image, self._CameraInfo = Image, CameraInfo
+        self._Image, self._CameraInfo, self._Trigger = Image, CameraInfo, Trigger
         self.context = rclpy.Context()
         # Python's own SIGINT/SIGTERM handling stays in charge (the demo cleans up itself).
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
@@ -221,8 +257,26 @@ class DemoClient:
         self.node.create_subscription(MarkerArray, "hands/markers", self._on_markers, out_qos)
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(
             depth=TF_QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
+        self.reset_client = self.node.create_client(Trigger, RESET_SERVICE)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+
+    def reset(self, timeout_s: float = RESET_TIMEOUT_S) -> Optional[str]:
+        """Ask the node to forget its per-stream state (tracking, warm start, smoothing);
+        None when done, else why not (no such service, refused, no answer in time)."""
+        end = time.monotonic() + timeout_s
+        while not self.reset_client.service_is_ready():  # discovery may lag the topics
+            if time.monotonic() > end:
+                return f"the node offers no {RESET_SERVICE} service"
+            self.spin()
+        future = self.reset_client.call_async(self._Trigger.Request())
+        while not future.done() and time.monotonic() < end:
+            self.spin()
+        if not future.done():
+            future.cancel()
+            return f"{RESET_SERVICE} did not answer within {timeout_s:g} s"
+        answer = future.result()
+        return None if answer.success else f"{RESET_SERVICE} refused: {answer.message}"
 
     @staticmethod
     def _key(header: Any) -> Stamp:
@@ -312,7 +366,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog="python -m dir_ros.ros.demo",
         description="Run hands_node over ROS 2 on a folder of images; write overlays and "
                     "summary.json.")
-    ap.add_argument("--images", required=True, type=Path, help="folder of .jpg/.png images")
+    ap.add_argument("--images", type=Path, action="append", default=None,
+                    help=f"folder of .jpg/.png photos; repeat for several (default "
+                         f"{DEFAULT_IMAGES}/: the committed sample photos)")
     ap.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     ap.add_argument("--model-config", default=DEFAULT_MODEL_CONFIG,
                     help=f"network config YAML (default {DEFAULT_MODEL_CONFIG}; "
@@ -335,7 +391,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                     help="seconds for the node to come up and connect")
     ap.add_argument("--timeout", type=float, default=DEFAULT_ANSWER_TIMEOUT_S,
                     help="seconds to wait for the node's answer to one image")
+    ap.add_argument("--no-launch", dest="launch", action="store_false",
+                    help="start the hands_node executable itself, not through `ros2 launch` "
+                         "(used when the ROS 2 launch tools are not installed)")
     args = ap.parse_args(argv)
+    if not args.images:
+        from dir_ros.resources import resolve_resource
+
+        args.images = [resolve_resource(DEFAULT_IMAGES)]
     if not 0.0 < args.fov_deg < 180.0:
         ap.error(f"--fov-deg must be in (0, 180), got {args.fov_deg}")
     if not args.namespace.startswith("/"):
@@ -436,7 +499,7 @@ def run(args: argparse.Namespace) -> int:
     from dir_ros.overlay import draw_overlay
     from dir_ros.predictor import choose_backend, is_unset
 
-    images = list_images(args.images)
+    images = [path for folder in args.images for path in list_images(folder)]
     params_file = resolve_file(args.params, "node parameter file")
     model_config = resolve_file(args.model_config, "model config")
     overrides: dict[str, Any] = {
@@ -484,17 +547,18 @@ def run(args: argparse.Namespace) -> int:
             f"device {params.get('device', 'auto')}, runtime {params.get('runtime', 'auto')}"
             if backend == "dir" else
             "backend landmarks (MediaPipe hand landmarks + hand-model fit; set weights for DIR)")
-    print(f"demo: {len(images)} image(s) from {args.images}; {what}; "
+    print(f"demo: {len(images)} image(s) from {', '.join(map(str, args.images))}; {what}; "
           f"fov {args.fov_deg:g} deg; namespace {args.namespace}; output {out}", flush=True)
     if random_weights:
         print(RANDOM_WEIGHTS_WARNING, flush=True)
 
-    node = NodeProcess(params_yaml, args.namespace, out / "node.log")
+    node = NodeProcess(params_yaml, args.namespace, out / "node.log", use_launch=args.launch)
     client: Optional[DemoClient] = None
     try:
         client = DemoClient(args.namespace)
         startup_s = wait_connected(client, node, args.startup_timeout)
-        print(f"demo: hands_node ready after {startup_s:.1f} s (pid {node.proc.pid}, "
+        how = "ros2 launch dir_ros hands.launch.py" if node.launched else "hands_node"
+        print(f"demo: {how} ready after {startup_s:.1f} s (pid {node.proc.pid}, "
               f"log {node.log_path})", flush=True)
         rows: list[dict[str, Any]] = []
         stamp: Optional[Stamp] = None
@@ -505,6 +569,10 @@ def run(args: argparse.Namespace) -> int:
                 raise DemoError(f"cannot read image '{path}'", EXIT_INPUT)
             h, w = bgr.shape[:2]
             K = pinhole_K(w, h, args.fov_deg)
+            reset_problem = client.reset()  # an independent photo: nothing carried over
+            if reset_problem is not None:
+                raise DemoError(f"cannot reset the node before '{path.name}': {reset_problem}",
+                                EXIT_NODE, node.tail())
             stamp = client.new_stamp(stamp)
             resend_s = max(RESEND_MIN_S, RESEND_LATENCY_FACTOR * slowest)
             msg, lat, sends, lat_m, lat_tf, frames = process_image(
