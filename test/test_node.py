@@ -1,6 +1,7 @@
 """End-to-end tests of the hands_node over real DDS (rclpy), with the light model config.
 
-The node runs as its installed executable (install/dir_ros/lib/dir_ros/hands_node) in a
+The node runs as its executable (scripts/hands_node of this checkout, which colcon installs as
+lib/dir_ros/hands_node; the installed copy may be older than the source) in a
 subprocess; the source tree is put first on PYTHONPATH so the code under test is this
 checkout's (the generated dir_ros.msg is found in the install space via extend_path).
 Skipped when the ROS messages are not built / importable.
@@ -36,7 +37,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"
-INSTALLED_EXE = ROOT / "install" / "dir_ros" / "lib" / "dir_ros" / "hands_node"
+NODE_EXE = ROOT / "scripts" / "hands_node"  # installed as lib/dir_ros/hands_node
 STARTUP_DEADLINE_S = 60.0  # model build + DDS discovery on 2 busy cores
 EXIT_DEADLINE_S = 30.0
 FRAME = "test_camera_optical"
@@ -50,8 +51,8 @@ _STAMPS = iter(range(1000, 10**9))  # unique image stamps across all probes of a
 
 
 def _node_cmd(*ros_args: str) -> list[str]:
-    """Command line of the node: the installed executable, else the module."""
-    exe = [str(INSTALLED_EXE)] if INSTALLED_EXE.is_file() else ["-m", "dir_ros.ros.node"]
+    """Command line of the node: its executable, else the module."""
+    exe = [str(NODE_EXE)] if NODE_EXE.is_file() else ["-m", "dir_ros.ros.node"]
     return [sys.executable, *exe, "--ros-args", *ros_args]
 
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 if __name__ == "__main__":  # python -m dir_ros.ros.node: Ctrl-C / SIGTERM during the imports
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))  # exit quietly
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))  # leave at once (scripts/hands_node)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
 import cv2
 import numpy as np
@@ -1198,9 +1198,19 @@ class _Signals:
 
     def install(self) -> None:
         """Handle SIGINT and SIGTERM (main thread only; elsewhere they stay as they are)."""
+        self._set(self)
+
+    def ignore(self) -> None:
+        """Ignore SIGINT and SIGTERM from now on: at the very end, so that one arriving
+        while the interpreter shuts down (which restores the default action of handled
+        signals, not of ignored ones) cannot kill the process (exit -2)."""
+        self._set(signal.SIG_IGN)
+
+    @staticmethod
+    def _set(handler: Any) -> None:
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, self)
+                signal.signal(sig, handler)
         except ValueError:  # not the main thread: the caller handles signals
             pass
 
@@ -1224,8 +1234,10 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except KeyboardInterrupt:
+        signals.ignore()
         return 0
     except Exception as e:  # RCLError: a malformed params file or --ros-args
+        signals.ignore()
         print(f"[{NODE_NAME}] ERROR: {_rcl_reason(e)}", file=sys.stderr, flush=True)
         return EXIT_BAD_CONFIG
     node: Optional[HandsNode] = None
@@ -1236,6 +1248,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         signals.interrupt = False
         print(f"[{NODE_NAME}] ERROR: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
+        signals.ignore()
         return EXIT_BAD_CONFIG
     except BaseException as e:
         signals.interrupt = False
@@ -1269,6 +1282,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    signals.ignore()
     return 0
 
 
