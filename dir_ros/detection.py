@@ -13,10 +13,28 @@ Conventions (those of dir_ros.geometry):
     (a selfie view), so for an ordinary camera (mirrored_input False) its "Right" is the
     person's left hand; with mirrored_input True the label is taken as it is.
 
+Per frame (video mode, track_landmarks on, the default):
+  0. exposure  a dim frame is brightened first (exposure_gain; counted as 'exposure').
+  1. follow    each hand of the previous frame is looked for by the landmark model alone
+               (MediaPipe's HandLandmarkCpu subgraph, both regions in one graph, run in
+               parallel) in the region its last landmarks predict (follow_region, the rule
+               of MediaPipe's own tracking). Its side is carried over; its score is the
+               landmark model's probability of that side. No palm detector.
+  2. palm      only while a side is missing: the palm detector + landmark model on the full
+               frame (static pass); a new hand takes the missing side. While a hand is
+               followed and the missing one has not been seen for REGION_MEMORY_FRAMES, the
+               pass rests with the recovery (one frame in RECOVERY_COOLDOWN_FRAMES + 1).
+  3. recovery  the routes below, only while a side is still missing, also when step 2
+               found no hand at all.
+With track_landmarks off (the old way, kept as the baseline) step 1 is MediaPipe's own
+tracking graph (palm detector whenever fewer than two hands are tracked), step 2 every frame.
+Photos (video False) run steps 0, 2, 3.
+
 Second-hand recovery (interacting hands): the palm detector often finds one hand of two
 when the hands touch or interlock. A missing side is then searched by re-running the hand
 model (static mode) on crops: the routes below, tried in order until both sides are found.
-  track        (video only) a crop around that side's hand of the previous frame.
+  track        (video only) crops around that side's last known hand: the previous frame's,
+               with track_landmarks one seen within REGION_MEMORY_FRAMES frames.
   pair         crops centred on the hand that was found (the other hand of an interacting
                pair lies next to it).
   pose         the pose model's other arm: crops at its wrist, along the forearm, rotated
@@ -415,7 +433,7 @@ class HandDetector:
         found: dict[str, Detection] = {}
         if self.track_landmarks and self._previous:
             found = self._follow(image)
-        if len(found) < len(SIDES):
+        if len(found) < len(SIDES) and self._palm_pass_due(found):
             t0 = time.perf_counter()
             cands = self._run_full(image)
             self.route_runs["palm"] += 1
@@ -433,6 +451,17 @@ class HandDetector:
             for side, d in found.items():
                 self._last_seen[side] = (d, self._frame)
         return found
+
+    def _palm_pass_due(self, found: dict[str, Detection]) -> bool:
+        """Whether the full-frame palm pass runs on a frame where a side is missing: always,
+        except with track_landmarks while a hand is followed, the missing side has not been
+        seen for REGION_MEMORY_FRAMES frames and the recovery is resting after a failed
+        search (RECOVERY_COOLDOWN_FRAMES): a stream with one hand in view then pays the
+        landmark model alone on 5 frames of 6, and a second hand coming in is picked up
+        within 6 frames (0.2 s at 30 Hz)."""
+        if not self.track_landmarks or not found or self._cooldown == 0:
+            return True
+        return any(self._region(s) is not None for s in SIDES if s not in found)
 
     def clear_counts(self) -> None:
         """Empty route_counts and route_runs (every key present, at 0)."""
@@ -696,6 +725,8 @@ class HandDetector:
                 break
             if route != "track" and not eager:
                 continue
+            if route == "track" and all(self._region(s) is None for s in missing):
+                continue  # no last known region to look in
             t0 = time.perf_counter()
             self.route_runs[route] += 1
             for side in missing:

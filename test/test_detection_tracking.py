@@ -284,3 +284,31 @@ def test_photos_give_both_hands(path: Path) -> None:
         out = det(_rgb(path))
         assert set(out) == set(SIDES)
         assert all(d.source in SOURCES and d.source != "follow" for d in out.values())
+
+
+def test_one_hand_stream_rests_the_palm_pass() -> None:
+    """One hand in view (person_room with its left hand greyed out): the hand is followed on
+    every frame and the palm pass runs on one frame in RECOVERY_COOLDOWN_FRAMES + 1 only;
+    when the second hand comes into view it is picked up within that many frames."""
+    from dir_ros.detection import RECOVERY_COOLDOWN_FRAMES
+
+    rgb = _rgb(SAMPLES[1])
+    with HandDetector(video=False) as photo:
+        both = photo(rgb)
+    assert set(both) == set(SIDES)
+    box = both["left"].box(0.5)
+    one = rgb.copy()
+    one[max(0, int(box.y0)):int(box.y0 + box.size), max(0, int(box.x0)):int(box.x0 + box.size)] = 128
+    period = RECOVERY_COOLDOWN_FRAMES + 1
+    frames = 3 * period
+    with HandDetector(video=True) as det:
+        for k in range(frames):
+            out = det(one)
+            assert set(out) == {"right"}, k
+        assert det.route_runs["palm"] == frames // period
+        assert det.route_counts["follow"] == frames - 1
+        for k in range(period):
+            if set(det(rgb)) == set(SIDES):
+                break
+        else:
+            pytest.fail(f"second hand not picked up within {period} frames")
