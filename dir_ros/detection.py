@@ -200,11 +200,9 @@ MAX_EXPOSURE_GAIN = 16.0
 # The percentile is taken on every EXPOSURE_STRIDE-th pixel of every EXPOSURE_STRIDE-th row:
 # a 640x480 frame still gives 19,200 samples, in well under a millisecond.
 EXPOSURE_STRIDE = 4
-# Which percentile of the luma the exposure rule reads (a bright highlight, not the mean,
-# so that a dark background with a lit hand is left alone).
+# Which percentile of the luma (OpenCV's ITU-R BT.601 grey) the exposure rule reads: a
+# bright highlight, not the mean, so that a dark background with a lit hand is left alone.
 EXPOSURE_PERCENTILE = 99.0
-# ITU-R BT.601 luma weights of R, G, B.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 # Every source a Detection can name (route_counts keys): the full-frame palm pass, the
 # landmark tracking step, and the recovery routes.
@@ -322,9 +320,11 @@ def exposure_gain(image: np.ndarray) -> float:
     """Gain (>= 1) for image (H,W,3) uint8 RGB: full (its luma EXPOSURE_PERCENTILE brought to
     EXPOSURE_TARGET_P99, at most MAX_EXPOSURE_GAIN) below EXPOSURE_FULL_BELOW, 1 above
     EXPOSURE_NONE_ABOVE, blended linearly between."""
-    sample = image[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE].reshape(-1, 3).astype(np.float32)
-    level = float(np.percentile(sample @ np.asarray(LUMA_WEIGHTS, np.float32),
-                                EXPOSURE_PERCENTILE))
+    luma = cv2.cvtColor(np.ascontiguousarray(image[::EXPOSURE_STRIDE, ::EXPOSURE_STRIDE]),
+                        cv2.COLOR_RGB2GRAY)
+    # the percentile from the 256-bin histogram (uint8 levels): no sort
+    cumulative = np.cumsum(np.bincount(luma.ravel(), minlength=256))
+    level = float(np.searchsorted(cumulative, EXPOSURE_PERCENTILE / 100.0 * cumulative[-1]))
     if level >= EXPOSURE_NONE_ABOVE:
         return 1.0
     full = min(EXPOSURE_TARGET_P99 / max(level, 1.0), MAX_EXPOSURE_GAIN)
