@@ -8,6 +8,7 @@ Run with `launch_test test/test_hands_launch.py` or pytest (launch_testing's plu
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -48,6 +49,12 @@ def _launch_file() -> str:
     return str(ROOT / "launch" / "hands.launch.py")
 
 
+# The params files of this test run live here; removed when the run ends (launch_testing
+# builds the launch description outside any pytest fixture, so no tmp_path).
+_TMP = tempfile.mkdtemp(prefix="hands_launch_")
+atexit.register(shutil.rmtree, _TMP, True)
+
+
 def _params_file() -> str:
     """A params file: the light DIR model (random weights: every hand valid at
     min_confidence 0, so wrist TF is published), full-frame crop, cpu."""
@@ -56,7 +63,7 @@ def _params_file() -> str:
             f"    model_config: \"{light if light.is_file() else 'config/model/dir_light.yaml'}\"\n"
             "    backend: \"dir\"\n    crop: \"full\"\n"
             "    device: \"cpu\"\n    runtime: \"torch\"\n    min_confidence: 0.0\n")
-    fd, path = tempfile.mkstemp(suffix=".yaml", prefix="hands_launch_")
+    fd, path = tempfile.mkstemp(suffix=".yaml", dir=_TMP)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     return path
@@ -174,7 +181,8 @@ class TestRvizMissing(unittest.TestCase):
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
-    """After the launch is shut down (SIGINT): clean exit codes."""
+    """After the launch is shut down (SIGINT): exit code 0 (a node killed by the signal,
+    -2, or one that raised, is not a clean exit)."""
 
     def test_exit_codes(self, proc_info) -> None:  # noqa: ANN001 - launch_testing fixture
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2])
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])
