@@ -6,6 +6,12 @@ runs the network and publishes. So a slow model never builds a backlog. The work
 builds the predictor (torch runs in that one thread: see HandsNode._work). Each frame's
 stages are timed and summarised in /diagnostics (`stage_<name>_ms`, NODE_STAGES).
 
+With use_depth, a colour frame first waits (bounded by `depth_wait`) for the depth frame of
+its stamp (dir_ros.ros.stamp_pairing). The received frames' stamps give
+`estimated_transport_loss` (dir_ros.ros.transport_loss). `~/reset` (std_srvs/Trigger) clears
+every per-stream state between frames. SIGINT / SIGTERM, once or more, end the node with
+status 0 after the frame in progress is published (main()).
+
 Run: `ros2 run dir_ros hands_node --ros-args -r image:=/camera/image_raw ...`, or as a plain
 executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
 """
@@ -114,7 +120,7 @@ QOS_RECHECK_PERIOD_S = 1.0
 QOS_PROBE_RECHECK_PERIOD_S = 0.1
 # Recent image keys (stamp, frame_id) remembered while two image subscriptions overlap, to
 # drop the copy of a frame delivered by both: more than both queues hold.
-DEDUPE_MEMORY = 4 * 5
+DEDUPE_MEMORY = 4 * IMAGE_QUEUE_DEPTH
 # Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait):
 # 7.5 frame periods of a 30 Hz camera; the depth of a capture sent 0-80 ms after its colour
 # arrived within it on a 2-core machine with both cores kept busy
@@ -176,7 +182,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_reliability", "best_available", "QoS reliability of the image and "
               "camera_info subscriptions: best_available (reliable while every publisher of "
               "the topic is reliable, so no frame is lost in transport; best effort when one "
-              "is not; re-checked every second, whichever starts first), best_effort, or "
+              "is not; both, copies dropped, while no publisher is known, so a camera that "
+              "starts later loses no frame; re-checked every second), best_effort, or "
               "reliable (hears no best-effort camera).", choices=tuple(RELIABILITY),
               read_only=True),
     ParamSpec("image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
@@ -227,6 +234,27 @@ PARAMS: tuple[ParamSpec, ...] = (
               value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
     ParamSpec("one_euro_beta", S.DEFAULT_BETA, "One-Euro speed coefficient (s/m): higher = less "
               "lag on moving hands.", value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_depth_min_cutoff", S.DEFAULT_SIGNAL_PARAMS["depth"].min_cutoff,
+              "smoothing one_euro: cutoff (Hz) of a still hand's wrist depth along its ray.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_depth_beta", S.DEFAULT_SIGNAL_PARAMS["depth"].beta, "smoothing "
+              "one_euro: depth speed coefficient (s/m).", value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_orientation_min_cutoff",
+              S.DEFAULT_SIGNAL_PARAMS["orientation"].min_cutoff, "smoothing one_euro: cutoff "
+              "(Hz) of a still hand's root orientation.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_orientation_beta", S.DEFAULT_SIGNAL_PARAMS["orientation"].beta,
+              "smoothing one_euro: angular speed coefficient (s/rad).",
+              value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_pose_min_cutoff", S.DEFAULT_SIGNAL_PARAMS["pose"].min_cutoff,
+              "smoothing one_euro: cutoff (Hz) of a still hand's finger pose and shape (the "
+              "hand in its own frame).", value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_pose_beta", S.DEFAULT_SIGNAL_PARAMS["pose"].beta, "smoothing "
+              "one_euro: finger speed coefficient (s/m, RMS keypoint speed in the hand's "
+              "frame).", value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_d_cutoff", S.SIGNAL_D_CUTOFF_HZ, "smoothing one_euro: cutoff (Hz) of "
+              "every signal's speed estimate.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -588,8 +616,17 @@ class HandsNode(Node):
 
     @staticmethod
     def _make_smoother(cfg: dict[str, Any]) -> Optional[S.Smoother]:
+        """The smoother of the parameters: one_euro_min_cutoff / _beta are the image-plane
+        signal of one_euro (and the single filter's of one_euro_single); the other signals
+        have their own one_euro_<signal>_min_cutoff / _beta."""
+        d_cutoff = float(cfg["one_euro_d_cutoff"])
+        signals = {name: S.EuroParams(float(cfg[f"one_euro_{prefix}min_cutoff"]),
+                                      float(cfg[f"one_euro_{prefix}beta"]), d_cutoff)
+                   for name, prefix in (("plane", ""), ("depth", "depth_"),
+                                        ("orientation", "orientation_"), ("pose", "pose_"))}
         return S.make_smoother(cfg["smoothing"], float(cfg["smoothing_factor"]),
-                               float(cfg["one_euro_min_cutoff"]), float(cfg["one_euro_beta"]))
+                               float(cfg["one_euro_min_cutoff"]), float(cfg["one_euro_beta"]),
+                               signals)
 
     # ---- I/O
     def _setup_io(self) -> None:
