@@ -213,15 +213,15 @@ SOURCES = ("palm", "follow") + RECOVERY_ROUTES
 class Detection:
     """One detected hand: the person's side, confidence, 2D landmarks (px), 3D world landmarks.
 
-    score: MediaPipe's handedness score in [0, 1] for this side (the solutions API does not
-    return the hand-presence score; hands under min_detection/min_tracking_confidence are
-    dropped). landmarks_px (21,2) float64 image pixels, corner-origin, MediaPipe order;
-    world (21,3) float64 metres, MediaPipe world landmarks (origin near the hand's centre,
-    axes of the camera: x right, y down, z forward). source: 'palm' (the full-frame
-    MediaPipe graph: palm detector, and with track_landmarks off in video mode its own
-    tracking), 'follow' (the landmark model alone on the region of the previous frame's
-    hand), or the recovery route that found it ('track', 'pair', 'pose', 'pose_masked',
-    'mirror').
+    score: MediaPipe's handedness score in [0, 1] (for 'follow' and for a hand placed beside a
+    followed one: the probability of this side; the hand-presence score is not returned,
+    hands under the detection/tracking thresholds are dropped). landmarks_px (21,2) float64
+    image pixels, corner-origin, MediaPipe order; world (21,3) float64 metres, MediaPipe
+    world landmarks (origin near the hand's centre, axes of the camera: x right, y down, z
+    forward). source: 'palm' (the full-frame MediaPipe graph: palm detector, and with
+    track_landmarks off in video mode its own tracking), 'follow' (the landmark model alone
+    on the region of the previous frame's hand), or the recovery route that found it
+    ('track', 'pair', 'pose', 'pose_masked', 'mirror').
     """
 
     side: str
@@ -344,7 +344,8 @@ def _landmark_graph_text(count: int) -> str:
                   f'node {{ name: "follow{i}" calculator: "HandLandmarkCpu" '
                   f'input_stream: "IMAGE:image" input_stream: "ROI:roi{i}" '
                   f'input_side_packet: "MODEL_COMPLEXITY:model_complexity" '
-                  f'output_stream: "LANDMARKS:landmarks{i}" output_stream: "WORLD_LANDMARKS:world{i}" '
+                  f'output_stream: "LANDMARKS:landmarks{i}" '
+                  f'output_stream: "WORLD_LANDMARKS:world{i}" '
                   f'output_stream: "HANDEDNESS:handedness{i}" }}']
     return "\n".join(lines)
 
@@ -570,7 +571,8 @@ class HandDetector:
 
     def _follow_graph(self, count: int) -> object:
         """The landmark-only graph for `count` regions (built on first use): MediaPipe's
-        hand landmark subgraph, its presence threshold at min_tracking_confidence."""
+        hand landmark subgraph, its presence threshold FOLLOW_PRESENCE_FRACTION x
+        min_tracking_confidence."""
         if count not in self._follow_graphs:
             from google.protobuf import text_format
             from mediapipe.framework import calculator_pb2

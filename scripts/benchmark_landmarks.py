@@ -13,9 +13,11 @@ median per-frame time of each, the fit's median, and the 2D landmark jitter (mea
 ||x[t+1] - 2 x[t] + x[t-1]|| px/frame^2 over all 21 landmarks, the front end's own noise
 that the smoothing sees). Then: independent photos (video=False) of --images and --samples
 (both hands found?), and the lost-hands case: the photos dimmed, the palm detector alone
-against the front end with and without its exposure step. Prints the load average beside
-every timing (the CPU is shared) and writes --json.
-Usage: tools/ros_env.sh python scripts/benchmark_landmarks.py [--json docs/figures/benchmark_landmarks.json]
+against the front end with and without its exposure step, and the dimmed clips before
+(old way, no exposure step) and now. Prints the load average beside every timing (the CPU
+is shared) and writes --json.
+Usage: tools/ros_env.sh python scripts/benchmark_landmarks.py \
+           [--json docs/figures/benchmark_landmarks.json]
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ TARGET_BOTH_FRACTION = 0.95  # frames of each clip with both hands
 # palm detector fails on the photos (the hands are still plainly visible to a person); 0.12
 # a near-dark frame (the photo's highlights at about 28 of 255).
 DIM_FACTORS = (0.3, 0.12)
+# Frames of the dimmed clips (the lost-hands check in video): enough to see the tracking
+# carry the hands once found, a third of the main clips to keep the run short.
+DIM_CLIP_FRAMES = 20
 PIPELINES = ("detector_old", "detector_new", "backend_old", "backend_new")
 
 
@@ -221,6 +226,29 @@ def lost_hands_check(paths: list[Path]) -> dict[str, Any]:
     return out
 
 
+def dim_clip_check(paths: list[Path], frames: int) -> dict[str, Any]:
+    """The clips of the photos dimmed by DIM_FACTORS[0], DIM_CLIP_FRAMES frames: frames with
+    both hands and routes, before (old way, no exposure step) and now (the default)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        clip = DriftingClip((rgb_photo(path).astype(np.float32) * DIM_FACTORS[0]).astype(np.uint8),
+                            n_frames=frames)
+        row = {}
+        for name, kwargs in (("before", {"track_landmarks": False, "normalise_exposure": False}),
+                             ("now", {})):
+            with HandDetector(**kwargs) as det:
+                counts = [len(det(f)) for f in clip.frames()]
+                row[name] = {"both_hands_frames": int(sum(c == len(SIDES) for c in counts)),
+                             "no_hand_frames": int(sum(c == 0 for c in counts)),
+                             "frames": frames,
+                             "route_counts": {k: v for k, v in det.route_counts.items() if v}}
+        out[f"{path.name} x{DIM_FACTORS[0]}"] = row
+        print(f"  {path.name} x{DIM_FACTORS[0]} clip: " + "; ".join(
+            f"{n}: both hands {r['both_hands_frames']}/{frames}, none {r['no_hand_frames']}, "
+            f"routes {r['route_counts']}" for n, r in row.items()))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=Path("../shared/images"),
@@ -242,8 +270,9 @@ def main() -> None:
                                "frame": "640x480", "frames_per_clip": args.frames}
     figures.update(clip_benchmark(photos, args.frames))
     s = figures["summary"]
-    print(f"median of the clip medians: detector old {s['detector_old']['median_of_clip_medians_ms']:.1f}"
-          f" ms, new {s['detector_new']['median_of_clip_medians_ms']:.1f} ms "
+    print(f"median of the clip medians: detector old "
+          f"{s['detector_old']['median_of_clip_medians_ms']:.1f} ms, new "
+          f"{s['detector_new']['median_of_clip_medians_ms']:.1f} ms "
           f"({s['detector_old_over_new']:.2f}x); backend old "
           f"{s['backend_old']['median_of_clip_medians_ms']:.1f} ms, new "
           f"{s['backend_new']['median_of_clip_medians_ms']:.1f} ms "
@@ -260,6 +289,8 @@ def main() -> None:
     print(f"lost hands: the photos dimmed x{', x'.join(map(str, DIM_FACTORS))} "
           f"(video=False): hands found and their routes")
     figures["lost_hands"] = lost_hands_check(photos)
+    print(f"lost hands in video: the clips dimmed x{DIM_FACTORS[0]}, {DIM_CLIP_FRAMES} frames")
+    figures["lost_hands_clips"] = dim_clip_check(photos, DIM_CLIP_FRAMES)
     figures["load_average_end"] = load_average()
     figures["sources"] = list(SOURCES)
     if args.json:

@@ -298,7 +298,8 @@ def test_one_hand_stream_rests_the_palm_pass() -> None:
     assert set(both) == set(SIDES)
     box = both["left"].box(0.5)
     one = rgb.copy()
-    one[max(0, int(box.y0)):int(box.y0 + box.size), max(0, int(box.x0)):int(box.x0 + box.size)] = 128
+    y0, x0 = max(0, int(box.y0)), max(0, int(box.x0))
+    one[y0:int(box.y0 + box.size), x0:int(box.x0 + box.size)] = 128
     period = RECOVERY_COOLDOWN_FRAMES + 1
     frames = 3 * period
     with HandDetector(video=True) as det:
