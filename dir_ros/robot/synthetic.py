@@ -69,8 +69,9 @@ def _thumb_flex_axes(rest_joints: np.ndarray) -> np.ndarray:
     return np.stack(axes)
 
 
-def finger_pose(pose: str, side: str) -> np.ndarray:
-    """(45,) axis-angle rad of MANO finger joints 1..15 for a named pose and side."""
+def finger_pose(pose: str, side: str, amount: float = 1.0) -> np.ndarray:
+    """(45,) axis-angle rad of MANO finger joints 1..15 for a named pose and side, every angle
+    scaled by `amount` (0 = the flat hand, 1 = the pose: a continuous path between them)."""
     import torch
 
     if pose not in _POSE_SPECS:
@@ -91,7 +92,7 @@ def finger_pose(pose: str, side: str) -> np.ndarray:
     aa[3 * (cmc - 1): 3 * cmc] += spec.get("opposition", (0.0,))[0] * _OPPOSITION_AXIS
     if side == "left":
         aa = aa * np.tile(_LEFT_MIRROR, 15)
-    return aa
+    return aa * float(amount)
 
 
 def _pca(layer, aa: np.ndarray):
@@ -105,9 +106,10 @@ def _pca(layer, aa: np.ndarray):
 
 def synthetic_hand(side: str, pose: str, rotation: Optional[np.ndarray] = None,
                    wrist: Sequence[float] = DEFAULT_WRIST_M,
-                   betas: Optional[np.ndarray] = None) -> HandsResult:
-    """A valid, metric HandsResult of the open hand model in a named pose: root rotation
-    `rotation` (3,3) (identity: the model's frame), wrist at `wrist` (3,) m, camera frame."""
+                   betas: Optional[np.ndarray] = None, amount: float = 1.0) -> HandsResult:
+    """A valid, metric HandsResult of the open hand model in a named pose (its angles scaled by
+    `amount`): root rotation `rotation` (3,3) (identity: the model's frame), wrist at `wrist`
+    (3,) m, camera frame."""
     import torch
 
     if side not in SIDES:
@@ -115,7 +117,7 @@ def synthetic_hand(side: str, pose: str, rotation: Optional[np.ndarray] = None,
     layer = _layers()[side]
     rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
     b = np.zeros(NUM_SHAPE) if betas is None else np.asarray(betas, dtype=np.float64)
-    aa = finger_pose(pose, side)
+    aa = finger_pose(pose, side, amount)
     r6 = torch.tensor(np.concatenate([rot[:, 0], rot[:, 1]]), dtype=torch.float32)[None]
     with torch.no_grad():
         out = layer(r6, _pca(layer, aa), torch.tensor(b, dtype=torch.float32)[None])
