@@ -9,7 +9,9 @@ per frame, 60 frames, K from a 60 degree field of view). The four pipelines (det
 detector new, backend old, backend new) each keep their own tracking state and take every
 frame in turn, so that they share the machine's load frame by frame. Per clip: frames with
 both hands (detector: two sides returned; backend: two valid hands), per-route counts, the
-median per-frame time of each, the fit's median, and the 2D landmark jitter (mean
+median per-frame wall time of each and its CPU time (the process's, all threads: on an idle
+machine the wall time is at most about that, so it is the figure that the other jobs on a
+shared CPU disturb least), the fit's median, and the 2D landmark jitter (mean
 ||x[t+1] - 2 x[t] + x[t-1]|| px/frame^2 over all 21 landmarks, the front end's own noise
 that the smoothing sees). Then: independent photos (video=False) of --images and --samples
 (both hands found?), and the lost-hands case: the photos dimmed, the palm detector alone
@@ -78,13 +80,14 @@ def run_clip(clip: DriftingClip, runners: dict[str, Callable[[np.ndarray], dict]
     """Every frame of clip through every runner (name -> frame -> {'hands': side ->
     (21,2) px of a found hand, 'fit_ms': float or None}), in turn; per runner its times (ms),
     frames with both hands, fit times and per-side landmark tracks."""
-    out = {name: {"ms": [], "both": 0, "fit_ms": [], "tracks": {s: [] for s in SIDES}}
-           for name in runners}
+    out = {name: {"ms": [], "cpu_ms": [], "both": 0, "fit_ms": [],
+                  "tracks": {s: [] for s in SIDES}} for name in runners}
     for frame in clip.frames():
         for name, run in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = run(frame)
             out[name]["ms"].append(1e3 * (time.perf_counter() - t0))
+            out[name]["cpu_ms"].append(1e3 * (time.process_time() - c0))
             out[name]["both"] += int(len(res["hands"]) == len(SIDES))
             if res["fit_ms"] is not None:
                 out[name]["fit_ms"].append(res["fit_ms"])
@@ -146,6 +149,7 @@ def clip_benchmark(photos: list[Path], frames: int) -> dict[str, Any]:
                 det = dets[way] if name.startswith("detector") else backends[way].detector
                 row[name] = {
                     "median_ms": float(np.median(r["ms"])), "mean_ms": float(np.mean(r["ms"])),
+                    "cpu_median_ms": float(np.median(r["cpu_ms"])),
                     "both_hands_frames": r["both"], "frames": frames,
                     "landmark_jitter_px": {s: landmark_jitter(r["tracks"][s]) for s in SIDES},
                     "route_counts": {k: v for k, v in det.route_counts.items() if v},
@@ -164,7 +168,9 @@ def clip_benchmark(photos: list[Path], frames: int) -> dict[str, Any]:
     for name in PIPELINES:
         medians = [per_clip[c][name]["median_ms"] for c in per_clip]
         both = [per_clip[c][name]["both_hands_frames"] / frames for c in per_clip]
+        cpu = [per_clip[c][name]["cpu_median_ms"] for c in per_clip]
         summary[name] = {"median_of_clip_medians_ms": float(np.median(medians)),
+                         "worst_clip_cpu_median_ms": float(np.max(cpu)),
                          "worst_clip_median_ms": float(np.max(medians)),
                          "worst_clip_both_hands_fraction": float(np.min(both))}
     for kind in ("detector", "backend"):
@@ -184,7 +190,8 @@ def print_clip(name: str, row: dict[str, Any]) -> None:
         r = row[p]
         fit = f", fit {r['fit_median_ms']:.1f}" if "fit_median_ms" in r else ""
         jit = "/".join(f"{r['landmark_jitter_px'][s]:.2f}" for s in SIDES)
-        print(f"  {p:13s} median {r['median_ms']:6.1f} ms (mean {r['mean_ms']:6.1f}{fit}), "
+        print(f"  {p:13s} median {r['median_ms']:6.1f} ms (mean {r['mean_ms']:6.1f}{fit}; "
+              f"CPU {r['cpu_median_ms']:5.1f}), "
               f"both hands {r['both_hands_frames']}/{r['frames']}, landmark jitter L/R {jit} "
               f"px/frame^2, routes {r['route_counts']}")
 
@@ -280,7 +287,9 @@ def main() -> None:
           f"{s['backend_new_over_detector_old']:.2f}); least load average seen "
           f"{s['least_load_average_seen']:.2f}")
     print(f"targets: backend median <= {TARGET_BACKEND_MS:.0f} ms on every clip: worst clip "
-          f"{s['backend_new']['worst_clip_median_ms']:.1f} ms; both hands on >= "
+          f"{s['backend_new']['worst_clip_median_ms']:.1f} ms (its CPU time, what an idle "
+          f"machine's wall time stays under: {s['backend_new']['worst_clip_cpu_median_ms']:.1f}"
+          f" ms); both hands on >= "
           f"{100 * TARGET_BOTH_FRACTION:.0f}% of frames: worst clip "
           f"{100 * s['backend_new']['worst_clip_both_hands_fraction']:.0f}% (backend), "
           f"{100 * s['detector_new']['worst_clip_both_hands_fraction']:.0f}% (detector)")
