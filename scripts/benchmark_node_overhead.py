@@ -33,7 +33,11 @@ unless the environment names a profile file (dir_ros.ros.dds_profile).
 
   tools/ros_env.sh python scripts/benchmark_node_overhead.py [--frames 40] [--rounds 3]
       [--width 640 --height 480] [--crop full] [--runtime torch]
-      [--camera both|frame_sized|fastdds_default] [--json docs/figures/benchmark_node_overhead.json]
+      [--camera both|frame_sized|fastdds_default] [--use-depth-node]
+      [--json docs/figures/benchmark_node_overhead.json]
+
+--use-depth-node also times, in the same run, a node with use_depth true and no depth camera:
+its colour frames must not wait for depth (issue 20), so its ratio must match the plain node's.
 """
 from __future__ import annotations
 
@@ -152,6 +156,13 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"ratio node / predict (medians): {r['ratio']:.3f}x (target <= {TARGET_RATIO}x: "
           f"{'met' if r['meets_target'] else 'NOT met'}); node overhead "
           f"{n['median'] - p['median']:.2f} ms; {r['no_reply']} frame(s) without reply")
+    d = r.get("use_depth_without_depth_camera")
+    if d:
+        print(f"node with use_depth and no depth camera (same run, own predict blocks): "
+              f"{d['node_ms']['median']:.2f} / {d['predict_ms']['median']:.2f} ms = "
+              f"{d['ratio']:.3f}x against {r['ratio']:.3f}x without use_depth; queue stage "
+              f"median {d['stages'].get('queue', {}).get('median', float('nan')):.2f} ms "
+              f"against {r['stages'].get('queue', {}).get('median', float('nan')):.2f} ms")
     if r["stages"]:
         print("node stages from /diagnostics (ms over its last frames):")
         print(f"  {'stage':22} {'median':>8} {'mean':>8} {'p90':>8}")
@@ -194,6 +205,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                                   args.runtime))
     rgb = decode_image_msg(frame.image)
     K = np.asarray(frame.info.k, np.float64).reshape(3, 3)
+    predict_ms, node_ms, no_reply, diag, status = time_node(args, params, frame, node_env,
+                                                            pred, rgb, K)
+    p, n = stats(predict_ms), stats(node_ms)
+    ratio = n["median"] / p["median"]
+    use_depth = None
+    if args.use_depth_node:  # same frames, same run: the pairing must not delay the image
+        d_predict, d_node, d_no_reply, d_diag, d_status = time_node(
+            args, {**params, "use_depth": "true"}, frame, node_env, pred, rgb, K)
+        dp, dn = stats(d_predict), stats(d_node)
+        use_depth = {"predict_ms": dp, "node_ms": dn, "ratio": dn["median"] / dp["median"],
+                     "no_reply": d_no_reply, "stages": parse_stage_table(d_diag),
+                     "node_exit_status": d_status}
+    return {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+                    "load_average_start": load_start,
+                    "load_average_end": [round(v, 2) for v in os.getloadavg()]},
+        "camera": args.camera, "camera_shm_segment_bytes": segment,
+        "width": args.width, "height": args.height, "encoding": "bgr8",
+        "frame_bytes": frame_bytes, "crop": args.crop, "runtime": args.runtime,
+        "model_config": Path(args.model_config).name, "frames": args.frames,
+        "rounds": args.rounds, "warmup_frames": WARMUP_FRAMES, "gap_ms": args.gap_ms,
+        "node_parameters": params,
+        "predict_ms": p, "node_ms": n, "ratio": ratio, "target_ratio": TARGET_RATIO,
+        "meets_target": bool(ratio <= TARGET_RATIO), "no_reply": no_reply,
+        "stages": parse_stage_table(diag), "diagnostics": diag, "node_exit_status": status,
+        "use_depth_without_depth_camera": use_depth}
+
+
+def time_node(args: argparse.Namespace, params: dict[str, Any], frame: bench.Frame,
+              node_env: dict[str, Optional[str]], pred: Any, rgb: np.ndarray, K: np.ndarray
+              ) -> tuple[list[float], list[float], int, dict[str, str], Optional[int]]:
+    """Start a node with `params`, warm both sides, then --rounds blocks of predict() and of
+    the node alternately: (predict ms, node ms, frames without reply, its last
+    /diagnostics values, its exit status)."""
     run = bench.start_and_wait("light", params, frame, "reliable", node_env=node_env)
     predict_ms: list[float] = []
     node_ms: list[float] = []
@@ -218,21 +263,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         diag = run.client.diagnostics_after(time.monotonic(), DIAG_WAIT_S)
     finally:
         status = run.stop()
-    p, n = stats(predict_ms), stats(node_ms)
-    ratio = n["median"] / p["median"]
-    return {
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
-                    "load_average_start": load_start,
-                    "load_average_end": [round(v, 2) for v in os.getloadavg()]},
-        "camera": args.camera, "camera_shm_segment_bytes": segment,
-        "width": args.width, "height": args.height, "encoding": "bgr8",
-        "frame_bytes": frame_bytes, "crop": args.crop, "runtime": args.runtime,
-        "model_config": Path(args.model_config).name, "frames": args.frames,
-        "rounds": args.rounds, "warmup_frames": WARMUP_FRAMES, "gap_ms": args.gap_ms,
-        "node_parameters": params,
-        "predict_ms": p, "node_ms": n, "ratio": ratio, "target_ratio": TARGET_RATIO,
-        "meets_target": bool(ratio <= TARGET_RATIO), "no_reply": no_reply,
-        "stages": parse_stage_table(diag), "diagnostics": diag, "node_exit_status": status}
+    return predict_ms, node_ms, no_reply, diag, status
 
 
 def measure_in_child(args: argparse.Namespace, camera: str) -> dict[str, Any]:
@@ -244,7 +275,7 @@ def measure_in_child(args: argparse.Namespace, camera: str) -> dict[str, Any]:
                "--width", str(args.width), "--height", str(args.height),
                "--model-config", args.model_config, "--device", args.device,
                "--crop", args.crop, "--runtime", args.runtime, "--gap-ms", str(args.gap_ms),
-               "--json", str(out)]
+               "--json", str(out)] + (["--use-depth-node"] if args.use_depth_node else [])
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
 
@@ -265,6 +296,9 @@ def main() -> int:
                     help="pause before each frame, both sides (ms)")
     ap.add_argument("--camera", choices=("both", *CAMERAS), default="both",
                     help="Fast DDS setting of the camera publisher (see above)")
+    ap.add_argument("--use-depth-node", action="store_true",
+                    help="also time a node with use_depth true and no depth camera (its "
+                         "colour frames must not wait for depth)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
     if args.frames < 1 or args.rounds < 1:
