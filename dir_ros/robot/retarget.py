@@ -37,8 +37,11 @@ returns it to the mid-range start. ``build()`` of dex-retargeting writes a URDF 
 new temporary folder and never removes it: here that folder is created inside a private
 temporary directory that is deleted right after the build.
 
-Cost (scripts/benchmark_retarget.py, docs/figures/benchmark_retarget.json): see the module
-constants' comments and the benchmark's output for the figures on this machine.
+Cost (scripts/benchmark_retarget.py, docs/figures/benchmark_retarget.json; 2-core Xeon VM
+shared with other jobs, load average 4-5; samples/*.jpg, 20 frames each, landmark backend):
+a warm call (the same hand on the next frame) 2.9-6.9 ms median per hand (p90 8-18 ms), the
+first call of a hand 14-26 ms (the optimiser starts mid-range); for the 1.8 hands of a frame
+17-19 % of the backend's frame time in the same run. Synthetic still hands settle to ~2.5 ms.
 """
 from __future__ import annotations
 
@@ -372,6 +375,19 @@ class Retargeter:
         projected = getattr(self._seq.optimizer, "projected", None)
         if projected is not None:
             projected[:] = False
+
+    def link_poses(self, q: np.ndarray) -> Dict[str, np.ndarray]:
+        """URDF link name -> (4,4) pose in the robot's base frame (m) at joint positions q
+        (J,) in URDF order (forward kinematics, for drawing the robot hand)."""
+        import pinocchio as pin
+
+        robot = self._seq.optimizer.robot
+        full = np.zeros(robot.dof)
+        full[self._pin_index] = np.asarray(q, dtype=np.float64)
+        pin.forwardKinematics(robot.model, robot.data, full)
+        pin.updateFramePlacements(robot.model, robot.data)
+        return {f.name: robot.data.oMf[i].homogeneous.copy()
+                for i, f in enumerate(robot.model.frames) if f.type == pin.FrameType.BODY}
 
     @property
     def optimizer_joint_names(self) -> List[str]:
