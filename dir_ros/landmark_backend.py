@@ -6,7 +6,10 @@ turned from the hand's own view into the camera's (geometry.ray_rotation), the h
 (open hand or MANO) is fitted to them (landmark_fit.HandFitter: both hands in one batched
 call, each warm-started from the previous frame), and with K the fitted keypoints are placed
 in the camera frame so that they project onto the image landmarks (landmark_fit.place_hand).
-Without K the hands are wrist-relative.
+Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
+keeps its size from frame to frame), and two placed hands whose image regions meet are moved
+together by the coupling step of hand_contact.HandContact (touching, not passing through each
+other). Without K the hands are wrist-relative.
 No ROS imports.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
@@ -51,7 +55,13 @@ class LandmarkPredictor:
     precision = "fp32"
 
     def __init__(self, detector: Any, layers: Mapping[str, Any], min_confidence: float,
-                 depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None) -> None:
+                 depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None,
+                 scale_hold: bool = True, hand_contact: bool = True) -> None:
+        """scale_hold: hold each hand's size over the frames (hand_scale); hand_contact: the
+        coupling step of two hands whose image regions meet (hand_contact); both False = the
+        hands fitted and placed alone, frame by frame (the behaviour before issue 19)."""
+        from dir_ros.hand_contact import HandContact
+        from dir_ros.hand_scale import ScaleHold
         from dir_ros.landmark_fit import HandFitter
 
         self.detector = detector
@@ -63,6 +73,8 @@ class LandmarkPredictor:
         self.faces = {s: self.layers[s].faces.cpu().numpy().astype(np.int64) for s in SIDES}
         self.num_verts = {s: int(self.layers[s].num_verts) for s in SIDES}
         self._warm: dict[str, np.ndarray] = {}  # side -> last fit's params (warm start)
+        self.scale = ScaleHold(enabled=scale_hold)  # held hand sizes (cleared by reset())
+        self.contact: Optional[HandContact] = HandContact() if hand_contact else None
 
     @classmethod
     def from_config(cls, config: Any) -> "LandmarkPredictor":
@@ -74,11 +86,15 @@ class LandmarkPredictor:
         cfg = load_config(config)
         layers = build_hand_layers(hand_model_dir(cfg["hand_model"]))
         return cls(make_detector(cfg), layers, min_confidence=float(cfg["min_confidence"]),
-                   depth_range=cfg["depth_range"])
+                   depth_range=cfg["depth_range"], scale_hold=bool(cfg["scale_hold"]),
+                   hand_contact=bool(cfg["hand_contact"]))
 
     def reset(self) -> None:
-        """Forget the previous frame (detector tracks, warm starts)."""
+        """Forget the previous frames (detector tracks, warm starts, held hand sizes)."""
         self._warm.clear()
+        self.scale.reset()
+        if self.contact is not None:
+            self.contact.reset()
         self.detector.reset()
 
     def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
@@ -112,12 +128,37 @@ class LandmarkPredictor:
                     else HandsResult.invalid(side, self.faces[side], self.num_verts[side])
                 if not hands[side].valid:
                     self._warm.pop(side, None)
+                if side not in ready:  # lost: its size is measured afresh when found again
+                    self.scale.reset(side)
+            t_contact = time.perf_counter()
+            if self.contact is not None and K is not None:
+                self._couple(hands)
+            contact_ms = 1e3 * (time.perf_counter() - t_contact)
         found = [d.landmarks_px for d in detections.values()]
         box = detect_box(found) if found else geo.full_frame_box(*image_size)
         result = FrameResult(left=hands["left"], right=hands["right"], box=box,
                              image_size=(int(image_size[0]), int(image_size[1])),
-                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0)})
+                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0) - contact_ms,
+                                      "contact_ms": contact_ms})
         return result
+
+    def _couple(self, hands: dict[str, HandsResult]) -> None:
+        """Move two valid metric hands whose image regions meet by the coupling step's
+        offsets (in place; hand_contact.HandContact)."""
+        left, right = hands["left"], hands["right"]
+        if not (left.valid and right.valid and left.metric and right.metric):
+            self.contact.reset()  # a pair no longer: its relative depth starts afresh
+            return
+        offsets = self.contact.offsets(
+            left.vertices, left.faces, left.keypoints_2d, left.wrist_position,
+            right.vertices, right.faces, right.keypoints_2d, right.wrist_position)
+        if offsets is None:
+            return
+        for side, d in zip(SIDES, offsets):
+            h = hands[side]
+            hands[side] = replace(h, vertices=(h.vertices + d).astype(np.float32),
+                                  joints=(h.joints + d).astype(np.float32),
+                                  wrist_position=h.wrist_position + d)
 
     def _target(self, side: str, det: Any, K: Optional[np.ndarray]
                 ) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -131,6 +172,7 @@ class LandmarkPredictor:
         # MediaPipe's world landmarks describe the hand as seen along the ray through it (its
         # landmark model sees a crop around the hand): rotate them into the camera's view.
         view = geo.ray_rotation(K, px.mean(axis=0)) if K is not None else np.eye(3)
+        world = self.scale(side, world)  # the hand's held size (unchanged when off)
         return px, (world - world[0]) @ view.T
 
     def _fit_hands(self, targets: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int]]:

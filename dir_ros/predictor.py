@@ -87,6 +87,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "min_confidence": DEFAULT_MIN_CONFIDENCE,
     "depth_range": list(DEFAULT_DEPTH_RANGE),
     "seed": 0,
+    # landmark backend (issue 19): hold each hand's size; couple two hands that meet
+    "scale_hold": True,
+    "hand_contact": True,
 }
 
 

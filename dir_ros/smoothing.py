@@ -1,11 +1,34 @@
-"""Temporal smoothing of FrameResults: exponential moving average and One-Euro filter.
+"""Temporal smoothing of FrameResults: exponential moving average and One-Euro filters.
 
-Both filters blend each hand with its filtered previous state using one coefficient `a` per
-hand and frame (out = a * new + (1 - a) * previous), so the mesh, joints, keypoints, pose and
-shape of a hand stay consistent with each other (a mesh blended with the same weight as its
-parameters is the mesh of the blended parameters to first order). The orientation is a
-normalised, sign-aligned quaternion blend. A hand that is lost (invalid), changes `metric`,
-changes its vertex count or jumps farther than `jump_reset_m` restarts its filter.
+EmaSmoother and OneEuroSmoother (mode one_euro_single, the filter before issue 19) blend each
+hand with its filtered previous state using one coefficient `a` per hand and frame (out = a *
+new + (1 - a) * previous), so the mesh, joints, keypoints, pose and shape of a hand stay
+consistent with each other (a mesh blended with the same weight as its parameters is the
+mesh of the blended parameters to first order). The orientation is a normalised,
+sign-aligned quaternion blend.
+
+SignalOneEuroSmoother (mode one_euro, the default) knows its inputs: a hand is split into
+four signals whose noise differs by an order of magnitude (measured with
+scripts/tune_smoothing.py --measure on the drifting clips of dir_ros.eval.clips), each with
+its own One-Euro filter and cut-offs:
+  * plane: the wrist across its viewing ray, (x/z, y/z) (the image-plane position: a pixel of
+    landmark noise), its speed in m/s at the filtered depth;
+  * depth: the wrist depth z along its ray (m), from the hand's monocular size: noisier, and
+    with a noise that grows with the depth; it has its own filter with an explicit noise
+    model, a constant-velocity Kalman filter (DepthKalman: measurement sd a fixed fraction
+    of the depth, DepthParams.noise_ratio, measured; random accelerations of sd
+    DepthParams.accel m/s^2), which, unlike a One-Euro filter, is not opened by its own
+    noise;
+  * orientation: the root rotation (quaternion; angular speed rad/s);
+  * pose: the hand in its own frame, R^T (x - wrist) for joints and vertices (finger pose and
+    shape; RMS keypoint speed m/s), with the pose and shape parameters.
+The hand is put back together from the filtered signals: wrist = z (x/z, y/z, 1), joints =
+wrist + R local joints. Unlike the scalar speed of OneEuroSmoother (the mean of |x_t -
+x_t-1|, which frame-to-frame noise alone keeps high, so noise opened the filter), each
+filter's speed is the norm of its low-passed, signed derivative, as in Casiez et al.: noise
+that goes back and forth averages out of it.
+Every filter restarts when a hand is lost (invalid), changes `metric`, changes its vertex
+count or its wrist jumps farther than `jump_reset_m` (re-detection, swap of sides).
 """
 from __future__ import annotations
 
@@ -15,16 +38,22 @@ from typing import Optional
 
 import numpy as np
 
+from dir_ros import geometry as geo
 from dir_ros.results import FrameResult, HandsResult
 
-SMOOTHING_MODES = ("none", "ema", "one_euro")
-# One-Euro defaults (Casiez et al., CHI 2012, "1 Euro filter"), chosen with
-# scripts/tune_smoothing.py on synthetic 30 Hz sequences with 3 mm per-axis keypoint noise:
-# the steadiest setting whose error on a hand moving at 0.5 m/s stays within 1.35x the
-# unfiltered one. RMS keypoint error, unfiltered -> filtered: still hand 5.18 -> 2.69 mm,
-# moving hand 5.22 -> 6.97 mm (the EMA with factor 0.5 gives 3.00 and 16.95 mm).
-DEFAULT_MIN_CUTOFF_HZ = 0.25
-DEFAULT_BETA = 20.0
+SMOOTHING_MODES = ("none", "ema", "one_euro", "one_euro_single")
+# One-Euro defaults of the single-coefficient filter (mode one_euro_single; before issue 19
+# these were mode one_euro's) (Casiez et al., CHI 2012, "1 Euro filter"), chosen with the
+# earlier scripts/tune_smoothing.py (git history) on synthetic 30 Hz sequences with 3 mm
+# per-axis keypoint noise: the steadiest setting whose error on a hand moving at 0.5 m/s stays
+# within 1.35x the unfiltered one. RMS keypoint error, unfiltered -> filtered: still hand
+# 5.18 -> 2.69 mm, moving hand 5.22 -> 6.97 mm (the EMA with factor 0.5 gives 3.00 and 16.95).
+SINGLE_MIN_CUTOFF_HZ = 0.25
+SINGLE_BETA = 20.0
+# Image-plane signal of the per-signal filter (mode one_euro; the node's one_euro_min_cutoff
+# and one_euro_beta): see DEFAULT_SIGNAL_PARAMS for how they were chosen.
+DEFAULT_MIN_CUTOFF_HZ = 0.05
+DEFAULT_BETA = 10.0
 # Cutoff of the speed estimate itself (Hz); the paper's recommended 1 Hz.
 DEFAULT_D_CUTOFF_HZ = 1.0
 # A wrist that moves farther than this between two frames is a new hand (re-detection, swap of
@@ -111,7 +140,7 @@ class OneEuroSmoother:
     FALLBACK_DT_S.
     """
 
-    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF_HZ, beta: float = DEFAULT_BETA,
+    def __init__(self, min_cutoff: float = SINGLE_MIN_CUTOFF_HZ, beta: float = SINGLE_BETA,
                  d_cutoff: float = DEFAULT_D_CUTOFF_HZ,
                  jump_reset_m: float = DEFAULT_JUMP_RESET_M) -> None:
         for name, value in (("min_cutoff", min_cutoff), ("d_cutoff", d_cutoff)):
@@ -149,16 +178,261 @@ class OneEuroSmoother:
         return replace(result, left=hands["left"], right=hands["right"])
 
 
-Smoother = EmaSmoother | OneEuroSmoother
 
 
-def make_smoother(mode: str, factor: float = 0.5, min_cutoff: float = DEFAULT_MIN_CUTOFF_HZ,
-                  beta: float = DEFAULT_BETA) -> Optional[Smoother]:
-    """Smoother for mode 'none' (None) | 'ema' (factor) | 'one_euro' (min_cutoff, beta)."""
+@dataclass(frozen=True)
+class EuroParams:
+    """One-Euro parameters of one signal: cutoff (Hz) = min_cutoff + beta x speed (speed in
+    the signal's units per second, so beta in s per unit), d_cutoff (Hz) of the derivative."""
+
+    min_cutoff: float
+    beta: float
+    d_cutoff: float = DEFAULT_D_CUTOFF_HZ
+
+    def __post_init__(self) -> None:
+        for name, value in (("min_cutoff", self.min_cutoff), ("d_cutoff", self.d_cutoff)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"One-Euro {name} must be > 0 Hz, got {value}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"One-Euro beta must be >= 0, got {self.beta}")
+
+
+SIGNALS = ("plane", "orientation", "pose")  # the One-Euro signals (depth: DepthParams)
+# Defaults of SignalOneEuroSmoother, per signal, chosen with scripts/tune_smoothing.py: on
+# synthetic 30 Hz sequences with each signal's measured frame-to-frame noise (landmark
+# backend defaults, the three drifting clips of ../shared/images: sd plane 1.65 mm, depth
+# 3.84 mm, orientation 0.023 rad, pose 1.59 mm per keypoint), the steadiest setting whose
+# error on a moving signal (0.5 m/s across, 0.25 m/s in depth, 2 rad/s, fingers at 0.3 m/s)
+# stays within a frame of motion: still error plane 2.35 -> 0.37 mm, depth 3.98 -> 0.94 mm,
+# orientation 0.040 -> 0.010 rad, pose 2.75 -> 0.51 mm per keypoint. Each beta raises the
+# cutoff by 5 Hz at its test speed. Derivative cutoff 0.5 Hz: a speed estimate that the
+# noise moves less.
+SIGNAL_D_CUTOFF_HZ = 0.5
+DEFAULT_SIGNAL_PARAMS = {
+    "plane": EuroParams(DEFAULT_MIN_CUTOFF_HZ, DEFAULT_BETA, SIGNAL_D_CUTOFF_HZ),  # beta s/m
+    "orientation": EuroParams(0.05, 2.5, SIGNAL_D_CUTOFF_HZ),  # beta s/rad
+    "pose": EuroParams(0.05, 16.7, SIGNAL_D_CUTOFF_HZ),  # beta s/m (RMS keypoint speed)
+}
+
+
+@dataclass(frozen=True)
+class DepthParams:
+    """Noise model of the wrist depth along its ray: measurement sd = noise_ratio x depth;
+    motion: constant velocity with random accelerations of sd accel (m/s^2), each frame."""
+
+    noise_ratio: float
+    accel: float
+
+    def __post_init__(self) -> None:
+        for name, value in (("noise_ratio", self.noise_ratio), ("accel", self.accel)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"depth {name} must be > 0, got {value}")
+
+
+# Depth noise model, chosen with scripts/tune_smoothing.py: noise_ratio = the measured
+# frame-to-frame sd of the wrist depth over its depth (landmark backend defaults, the drifting
+# clips: 1.3 %); accel = the steadiest whose error on a hand at 0.35 m that starts moving
+# along its ray at 0.25 m/s (and stops 25 cm later) stays within one frame of that motion:
+# still error 4.4 -> 1.7 mm, moving 7.6 -> 9.3 mm (budget 10.2 mm).
+DEFAULT_DEPTH_PARAMS = DepthParams(noise_ratio=0.013, accel=0.1)
+# Velocity sd (m/s) of a hand's depth when its filter starts: hands move along the camera ray
+# far less than across it; 5 cm/s. (0.5 m/s let the first frames' depth noise through: mean
+# wrist jitter 3.6 instead of 2.8 mm/frame^2 on the demo1 clip, scripts/benchmark_steadiness.py.)
+DEPTH_START_SPEED_SD = 0.05
+# Smallest accepted noise ratio and acceleration sd (node parameter ranges; rclpy shows
+# ranges as closed intervals and 0 would make the filter ignore every measurement).
+MIN_DEPTH_NOISE_RATIO = 1e-4
+MIN_DEPTH_ACCEL = 1e-3
+
+
+class DepthKalman:
+    """Constant-velocity Kalman filter of one depth (m): state (z, dz/dt), see DepthParams."""
+
+    def __init__(self, z: float, params: DepthParams) -> None:
+        self.params = params
+        self.x = np.array([z, 0.0])
+        self.P = np.diag([(params.noise_ratio * z) ** 2, DEPTH_START_SPEED_SD ** 2])
+
+    def step(self, z: float, dt: float) -> float:
+        """Filtered depth (m) after the measurement z (m) taken dt s after the last one."""
+        F = np.array([[1.0, dt], [0.0, 1.0]])
+        g = np.array([0.5 * dt * dt, dt])  # how an acceleration held over the frame moves it
+        self.x = F @ self.x
+        self.P = F @ self.P @ F.T + self.params.accel ** 2 * np.outer(g, g)
+        r = (self.params.noise_ratio * z) ** 2
+        gain = self.P[:, 0] / (self.P[0, 0] + r)
+        self.x = self.x + gain * (z - self.x[0])
+        self.P = self.P - np.outer(gain, self.P[0])
+        return float(self.x[0])
+
+
+class _Euro:
+    """One-Euro filter of one array-valued signal (any shape); the speed is the norm of its
+    low-passed signed derivative (times `scale`, over `groups` equal parts: RMS per part)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.asarray(x, dtype=np.float64).copy()
+        self.dx = np.zeros_like(self.x)
+
+    def coefficient(self, x: np.ndarray, dt: float, p: EuroParams, scale: float = 1.0,
+                    groups: int = 1) -> float:
+        """Blend weight of the new sample x (the derivative state is updated)."""
+        self.dx += _alpha(p.d_cutoff, dt) * ((np.asarray(x, np.float64) - self.x) / dt - self.dx)
+        speed = scale * float(np.linalg.norm(self.dx)) / math.sqrt(groups)
+        return _alpha(p.min_cutoff + p.beta * speed, dt)
+
+    def step(self, x: np.ndarray, dt: float, p: EuroParams, scale: float = 1.0,
+             groups: int = 1) -> np.ndarray:
+        """Filtered value of the new sample x."""
+        a = self.coefficient(x, dt, p, scale, groups)
+        self.x += a * (np.asarray(x, np.float64) - self.x)
+        return self.x
+
+
+def _quat_log(q: np.ndarray) -> np.ndarray:
+    """Rotation vector (3,) rad of a unit quaternion (4,) xyzw."""
+    q = q if q[3] >= 0 else -q
+    v = q[:3]
+    s = float(np.linalg.norm(v))
+    return v * (2.0 * math.atan2(s, q[3]) / s) if s > 1e-12 else 2.0 * v
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a b of quaternions (4,) xyzw."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+
+
+@dataclass
+class _SignalState:
+    """Filters of one hand: wrist (x/z, y/z), depth z, orientation, hand-frame geometry."""
+
+    plane: _Euro
+    depth: DepthKalman
+    quat: np.ndarray  # (4,) filtered orientation xyzw
+    dquat: np.ndarray  # (3,) low-passed angular velocity rad/s
+    local_joints: _Euro
+    local_verts: np.ndarray  # (V,3) filtered, with the joints' coefficient
+    pose: np.ndarray  # (45,) filtered finger pose
+    shape: np.ndarray  # (10,)
+    keypoints_2d: np.ndarray  # (21,2)
+    hand: HandsResult  # the last output
+    t: float
+
+
+def _split(h: HandsResult) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """(x/z, y/z) (2,), z (m), unit quaternion, hand-frame joints (21,3) and vertices (V,3) m
+    of a hand (plane and depth 0 when not metric)."""
+    wrist = np.asarray(h.joints[0], np.float64)
+    rot = geo.quat_to_matrix(h.wrist_quat)
+    local_j = (np.asarray(h.joints, np.float64) - wrist) @ rot
+    local_v = (np.asarray(h.vertices, np.float64) - wrist) @ rot
+    if h.metric and wrist[2] > 0:
+        return wrist[:2] / wrist[2], float(wrist[2]), h.wrist_quat / np.linalg.norm(
+            h.wrist_quat), local_j, local_v
+    return np.zeros(2), 0.0, h.wrist_quat / np.linalg.norm(h.wrist_quat), local_j, local_v
+
+
+class SignalOneEuroSmoother:
+    """Filters per hand and signal: One-Euro for plane, orientation and pose, a Kalman filter
+    for depth (module docstring)."""
+
+    def __init__(self, params: Optional[dict[str, EuroParams]] = None,
+                 jump_reset_m: float = DEFAULT_JUMP_RESET_M,
+                 depth: DepthParams = DEFAULT_DEPTH_PARAMS) -> None:
+        self.params = {**DEFAULT_SIGNAL_PARAMS, **(params or {})}
+        self.depth = depth
+        unknown = set(self.params) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown smoothing signals {sorted(unknown)}; known: {SIGNALS}")
+        self.jump_reset_m = jump_reset_m
+        self._state: dict[str, _SignalState] = {}
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self._state.clear()
+
+    def _start(self, h: HandsResult, t: float) -> HandsResult:
+        plane, depth, quat, local_j, local_v = _split(h)
+        self._state[h.side] = _SignalState(
+            _Euro(plane), DepthKalman(depth, self.depth), quat, np.zeros(3), _Euro(local_j),
+            local_v, np.asarray(h.pose[3:], np.float64), np.asarray(h.shape, np.float64),
+            np.asarray(h.keypoints_2d, np.float64), h, t)
+        return h
+
+    def _filter(self, h: HandsResult, t: float) -> HandsResult:
+        s = self._state.get(h.side)
+        if not _continues(h, None if s is None else s.hand, self.jump_reset_m):
+            return self._start(h, t)
+        dt = t - s.t if t > s.t else FALLBACK_DT_S
+        p = self.params
+        plane, depth, quat, local_j, local_v = _split(h)
+        if h.metric:
+            z = s.depth.step(depth, dt)
+            # image-plane speed in m/s at the filtered depth
+            a_plane = s.plane.coefficient(plane, dt, p["plane"], scale=z)
+            s.plane.x += a_plane * (plane - s.plane.x)
+            wrist = z * np.array([s.plane.x[0], s.plane.x[1], 1.0])
+        else:
+            a_plane, wrist = 1.0, np.zeros(3)
+        # orientation: the rotation from the filtered to the new one, as a rotation vector
+        if np.dot(quat, s.quat) < 0:
+            quat = -quat
+        conj = np.array([-s.quat[0], -s.quat[1], -s.quat[2], s.quat[3]])
+        omega = _quat_log(_quat_mul(quat, conj)) / dt  # world-frame angular velocity rad/s
+        po = p["orientation"]
+        s.dquat += _alpha(po.d_cutoff, dt) * (omega - s.dquat)
+        a_rot = _alpha(po.min_cutoff + po.beta * float(np.linalg.norm(s.dquat)), dt)
+        q = (1 - a_rot) * s.quat + a_rot * quat
+        s.quat = q / np.linalg.norm(q)
+        # hand-frame geometry (finger pose and shape): one coefficient for joints, vertices,
+        # pose and shape, the RMS keypoint speed
+        a_pose = s.local_joints.coefficient(local_j, dt, p["pose"], groups=len(local_j))
+        s.local_joints.x += a_pose * (local_j - s.local_joints.x)
+        s.local_verts += a_pose * (local_v - s.local_verts)
+        s.pose += a_pose * (np.asarray(h.pose[3:], np.float64) - s.pose)
+        s.shape += a_pose * (np.asarray(h.shape, np.float64) - s.shape)
+        s.keypoints_2d += a_plane * (np.asarray(h.keypoints_2d, np.float64) - s.keypoints_2d)
+        rot = geo.quat_to_matrix(s.quat)
+        joints = wrist + s.local_joints.x @ rot.T
+        out = replace(
+            h, vertices=(wrist + s.local_verts @ rot.T).astype(np.float32),
+            joints=joints.astype(np.float32),
+            wrist_position=wrist.copy() if h.metric else np.zeros(3), wrist_quat=s.quat.copy(),
+            pose=np.concatenate([geo.matrix_to_axis_angle(rot), s.pose]).astype(np.float32),
+            shape=s.shape.astype(np.float32), keypoints_2d=s.keypoints_2d.astype(np.float32))
+        s.hand, s.t = out, t
+        return out
+
+    def __call__(self, result: FrameResult, t: Optional[float] = None) -> FrameResult:
+        """Filtered copy of result at time t (s; None = previous time + FALLBACK_DT_S)."""
+        if t is None:
+            last = max((s.t for s in self._state.values()), default=0.0)
+            t = last + FALLBACK_DT_S
+        hands = {h.side: self._filter(h, float(t)) for h in result.hands()}
+        return replace(result, left=hands["left"], right=hands["right"])
+
+
+Smoother = EmaSmoother | OneEuroSmoother | SignalOneEuroSmoother
+
+
+def make_smoother(mode: str, factor: float = 0.5, min_cutoff: Optional[float] = None,
+                  beta: Optional[float] = None,
+                  signals: Optional[dict[str, EuroParams]] = None,
+                  depth: DepthParams = DEFAULT_DEPTH_PARAMS) -> Optional[Smoother]:
+    """Smoother for mode 'none' (None) | 'ema' (factor) | 'one_euro' (per-signal filters:
+    signals, signal -> EuroParams, defaults DEFAULT_SIGNAL_PARAMS; depth: the depth's noise
+    model) | 'one_euro_single' (one
+    coefficient per hand: min_cutoff, beta; defaults SINGLE_MIN_CUTOFF_HZ, SINGLE_BETA)."""
     if mode == "none":
         return None
     if mode == "ema":
         return EmaSmoother(factor)
     if mode == "one_euro":
-        return OneEuroSmoother(min_cutoff, beta)
+        return SignalOneEuroSmoother(signals, depth=depth)
+    if mode == "one_euro_single":
+        return OneEuroSmoother(SINGLE_MIN_CUTOFF_HZ if min_cutoff is None else min_cutoff,
+                               SINGLE_BETA if beta is None else beta)
     raise ValueError(f"smoothing '{mode}' is not one of {', '.join(SMOOTHING_MODES)}")

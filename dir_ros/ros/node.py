@@ -239,6 +239,28 @@ PARAMS: tuple[ParamSpec, ...] = (
               value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
     ParamSpec("one_euro_beta", S.DEFAULT_BETA, "One-Euro speed coefficient (s/m): higher = less "
               "lag on moving hands.", value_range=(0.0, 1000.0, True)),
+    ParamSpec("smoothing_depth_noise", S.DEFAULT_DEPTH_PARAMS.noise_ratio, "smoothing "
+              "one_euro: sd of a hand's measured wrist depth, as a fraction of the depth (the "
+              "depth's Kalman filter).", value_range=(S.MIN_DEPTH_NOISE_RATIO, 1.0, True)),
+    ParamSpec("smoothing_depth_accel", S.DEFAULT_DEPTH_PARAMS.accel, "smoothing one_euro: sd "
+              "(m/s^2) of a hand's accelerations along its ray: higher = less lag, less "
+              "steady.", value_range=(S.MIN_DEPTH_ACCEL, 1000.0, True)),
+    ParamSpec("one_euro_orientation_min_cutoff",
+              S.DEFAULT_SIGNAL_PARAMS["orientation"].min_cutoff, "smoothing one_euro: cutoff "
+              "(Hz) of a still hand's root orientation.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_orientation_beta", S.DEFAULT_SIGNAL_PARAMS["orientation"].beta,
+              "smoothing one_euro: angular speed coefficient (s/rad).",
+              value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_pose_min_cutoff", S.DEFAULT_SIGNAL_PARAMS["pose"].min_cutoff,
+              "smoothing one_euro: cutoff (Hz) of a still hand's finger pose and shape (the "
+              "hand in its own frame).", value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("one_euro_pose_beta", S.DEFAULT_SIGNAL_PARAMS["pose"].beta, "smoothing "
+              "one_euro: finger speed coefficient (s/m, RMS keypoint speed in the hand's "
+              "frame).", value_range=(0.0, 1000.0, True)),
+    ParamSpec("one_euro_d_cutoff", S.SIGNAL_D_CUTOFF_HZ, "smoothing one_euro: cutoff (Hz) of "
+              "every signal's speed estimate.",
+              value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -603,8 +625,20 @@ class HandsNode(Node):
 
     @staticmethod
     def _make_smoother(cfg: dict[str, Any]) -> Optional[S.Smoother]:
+        """The smoother of the parameters: one_euro_min_cutoff / _beta are the image-plane
+        signal of one_euro (and the single filter's of one_euro_single); orientation and pose
+        have their own one_euro_<signal>_min_cutoff / _beta, the depth its Kalman filter's
+        noise model (smoothing_depth_noise, smoothing_depth_accel)."""
+        d_cutoff = float(cfg["one_euro_d_cutoff"])
+        signals = {name: S.EuroParams(float(cfg[f"one_euro_{prefix}min_cutoff"]),
+                                      float(cfg[f"one_euro_{prefix}beta"]), d_cutoff)
+                   for name, prefix in (("plane", ""), ("orientation", "orientation_"),
+                                        ("pose", "pose_"))}
+        depth = S.DepthParams(float(cfg["smoothing_depth_noise"]),
+                              float(cfg["smoothing_depth_accel"]))
         return S.make_smoother(cfg["smoothing"], float(cfg["smoothing_factor"]),
-                               float(cfg["one_euro_min_cutoff"]), float(cfg["one_euro_beta"]))
+                               float(cfg["one_euro_min_cutoff"]), float(cfg["one_euro_beta"]),
+                               signals, depth)
 
     # ---- I/O
     def _setup_io(self) -> None:

@@ -1,0 +1,268 @@
+"""Two hands placed together: a coupling step that keeps touching hands touching and apart from
+passing through each other.
+
+The landmark backend places each hand alone: its fitted 3D keypoints are moved so that they
+project onto its image landmarks. Along the image plane that placement is tight (a pixel of
+landmark noise is a millimetre at 0.3 m); along the camera ray it rests on the hand's
+monocular metric size, a few percent off, i.e. centimetres. So two interacting hands come out
+at depths centimetres apart, or one partly inside the other (measured on the three photos:
+5 and 13 mm deep, or 7 cm apart while clasped).
+
+When both hands are placed metrically and their image regions meet, this step moves the two
+hands rigidly along their mean wrist ray (the direction the monocular placement does not
+know; across it each hand stays where its 2D landmarks put it) by a relative depth delta,
+shared in proportion to each hand's depth variance, minimising
+
+  (delta / sigma)^2                                    (the hands' own placements)
+  + sum_i (p_i / PENETRATION_SIGMA_M)^2                (vertices of one hand inside the other)
+  + [(g - CONTACT_GAP_M)_+ / CONTACT_SIGMA_M]^2        (the hands touch: smallest gap g)
+
+sigma = DEPTH_SIGMA_RATIO x the wrists' depths (root sum of squares): the uncertainty of the
+hands' relative depth. A vertex's penetration p_i is the nearest-surface-normal test: the
+nearest vertex of the other mesh and that vertex's normal; a vertex behind it (p = -(v - n).N
+> 0, within MAX_INSIDE_M) is inside. The contact term is a prior of interacting hands (DIR's
+data: hands whose image regions meet touch): it pulls only while the gap is one the depth
+uncertainty explains (at most CONTACT_MAX_SIGMAS sigma); hands farther apart stay where they
+are. The cost is piecewise (vertices change sides and nearest neighbours as a hand moves), so
+it is minimised by a search: a grid over +-SEARCH_SIGMAS sigma (delta = 0 on it, so the step
+never makes the cost worse than leaving the hands alone), refined around the best point.
+The hands' relative placement (DIR's relative root position) thus comes from both hands'
+fitted surfaces and 2D evidence together. Hands whose image regions do not meet are not
+touched; fingers that interlock (one hand's fingers between the other's) cannot be separated
+by moving whole hands, only kept from going deeper.
+No ROS, no torch: numpy and scipy's k-d tree.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+# Image regions "meet" when the boxes of the two hands' 21 landmarks, each grown on every side
+# by this fraction of its diagonal, overlap (a finger's width on a hand ~10 % of its diagonal
+# wide: hands that touch at their outline still meet).
+REGION_MARGIN = 0.1
+# Depth uncertainty of a hand placed alone, as a fraction of its depth: the spread of its
+# monocular size (hand sizes of adults spread by ~5-7 % (anthropometric tables); MediaPipe's
+# world landmarks add 1.4-3.4 % per frame, measured by dir_ros.hand_scale's model).
+DEPTH_SIGMA_RATIO = 0.08
+# Penetration residual scale (m): a millimetre of one hand inside the other costs as much as
+# a depth sigma of the hand's own placement (a hard constraint to within the mesh's accuracy).
+PENETRATION_SIGMA_M = 1e-3
+# Touching hands: the smallest vertex distance the contact term asks for (m; the mesh's vertex
+# spacing is ~5 mm, so vertices of touching surfaces are a few mm apart), and its scale.
+CONTACT_GAP_M = 4e-3
+CONTACT_SIGMA_M = 2e-3
+# The contact prior pulls only when the gap is within this many combined depth sigmas
+# (beyond it the image says the hands are apart in depth, e.g. one held in front).
+CONTACT_MAX_SIGMAS = 3.0
+# A vertex farther than this from the other mesh's nearest vertex is outside it, whatever the
+# normal says (a palm is ~3 cm thick: the normal test alone misreads vertices far off).
+MAX_INSIDE_M = 0.03
+# In video, two coupled hands' relative depth (along the ray) moves little from one frame to
+# the next: hands moving against each other at 0.3 m/s move 1 cm per 30 Hz frame. Without
+# this term a clasp whose cost has two nearly equal minima flips between them (measured: 19
+# mm/frame^2 wrist jitter on the demo2 clip).
+TEMPORAL_SIGMA_M = 0.003
+# The relative depth is searched on a grid of 0 and +-SEARCH_SIGMAS x sigma (and the last
+# frame's relative depth), geometric so that it is fine near the hands' own placement, where
+# the cheap solutions are (a valley of the contact term is a few mm wide: a uniform grid
+# missed the one next to 0 and found the hands passed through each other instead), and out
+# to 2.5 sigma; then refined by REFINE_STEPS halvings of the spacing around the best point
+# (sigma / 8 / 2^3 ~ 1-2 mm at 0.3-0.5 m, finer than the vertex spacing the terms see).
+SEARCH_SIGMAS = (0.125, 0.25, 0.5, 1.0, 1.75, 2.5)
+REFINE_STEPS = 3
+# Every QUERY_STRIDE-th vertex is tested against the other mesh in the solve (a quarter of the
+# cost; ~1 cm between tested vertices, under a finger's width). The report tests all.
+QUERY_STRIDE = 4
+# Candidate nearest vertices per point in the solve (see _RayPairs): 16 vertices across a
+# mesh whose vertices are ~5 mm apart reach ~1 cm around the point's line, on both surfaces.
+RAY_NEIGHBOURS = 16
+
+
+@dataclass
+class ContactReport:
+    """How two meshes meet: deepest penetration (m, >= 0; one hand's vertices inside the other,
+    both ways), how many vertices are inside, and the smallest vertex distance (m)."""
+
+    max_penetration_m: float
+    inside_count: int
+    min_distance_m: float
+
+
+@functools.lru_cache(maxsize=4)
+def _incidence(faces_key: bytes, num_verts: int) -> "object":
+    """Sparse (V,F) vertex-face incidence of a face array (cached by its bytes)."""
+    from scipy.sparse import csr_matrix
+
+    faces = np.frombuffer(faces_key, dtype=np.int64).reshape(-1, 3)
+    rows = faces.reshape(-1)
+    cols = np.repeat(np.arange(len(faces)), 3)
+    return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(num_verts, len(faces)))
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit outward vertex normals (V,3) of a mesh verts (V,3) m, faces (F,3) (area-weighted
+    face normals summed per vertex; the face winding sets the side)."""
+    verts = np.asarray(verts, dtype=np.float64)
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    tri = verts[faces]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 x area
+    normals = _incidence(faces.tobytes(), len(verts)) @ face_n
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+def penetration(points: np.ndarray, verts: np.ndarray, normals: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-surface-normal inside test of points (N,3) against a mesh verts (V,3) with unit
+    normals (V,3): (depth (N,) m, > 0 inside (nearest vertex within MAX_INSIDE_M and the point
+    behind its normal), 0 outside; distance to the nearest vertex (N,) m)."""
+    from scipy.spatial import cKDTree
+
+    dist, idx = cKDTree(verts).query(points)
+    near = dist < MAX_INSIDE_M
+    depth = np.zeros(len(points))
+    hit = idx[near]
+    depth[near] = np.maximum(-np.einsum("ij,ij->i", points[near] - verts[hit], normals[hit]), 0.0)
+    return depth, dist
+
+
+def contact_report(verts_a: np.ndarray, faces_a: np.ndarray, verts_b: np.ndarray,
+                   faces_b: np.ndarray) -> ContactReport:
+    """Penetration (both ways) and smallest vertex distance of two meshes (m)."""
+    verts_a, verts_b = np.asarray(verts_a, np.float64), np.asarray(verts_b, np.float64)
+    pa, dist = penetration(verts_a, verts_b, vertex_normals(verts_b, faces_b))
+    pb, _ = penetration(verts_b, verts_a, vertex_normals(verts_a, faces_a))
+    return ContactReport(max_penetration_m=float(max(pa.max(), pb.max())),
+                         inside_count=int((pa > 0).sum() + (pb > 0).sum()),
+                         min_distance_m=float(dist.min()))
+
+
+def regions_meet(px_a: np.ndarray, px_b: np.ndarray, margin: float = REGION_MARGIN) -> bool:
+    """True when the boxes of two hands' image landmarks (21,2) px, grown by margin x their
+    diagonal on every side, overlap."""
+    boxes = []
+    for px in (np.asarray(px_a, np.float64), np.asarray(px_b, np.float64)):
+        lo, hi = px.min(axis=0), px.max(axis=0)
+        grow = margin * float(np.linalg.norm(hi - lo))
+        boxes.append((lo - grow, hi + grow))
+    (lo_a, hi_a), (lo_b, hi_b) = boxes
+    return bool(np.all(lo_a <= hi_b) and np.all(lo_b <= hi_a))
+
+
+class _RayPairs:
+    """The nearest-surface-normal test of points (N,3) against a mesh (V,3), for the points
+    moved along one unit ray by any shift: each point's candidate nearest vertices are the
+    RAY_NEIGHBOURS mesh vertices nearest to its line along the ray (found once, with a 2D k-d
+    tree across the ray; they include the vertices of the surfaces in front of and behind
+    the point), so each shift costs a few vectorised operations on an (N, RAY_NEIGHBOURS)
+    array instead of a 3D search. The report (contact_report) uses the exact 3D search."""
+
+    def __init__(self, points: np.ndarray, verts: np.ndarray, normals: np.ndarray,
+                 ray: np.ndarray) -> None:
+        from scipy.spatial import cKDTree
+
+        basis = np.linalg.svd(ray[None])[2][1:]  # (2,3) orthonormal, across the ray
+        lat, j = cKDTree(verts @ basis.T).query(points @ basis.T, k=RAY_NEIGHBOURS)
+        keep = lat[:, 0] < MAX_INSIDE_M  # farther across the ray: never near the mesh
+        self.num_points = len(points)
+        self.rows = np.flatnonzero(keep)
+        lat, j, points = lat[keep], j[keep], points[keep]
+        diff = points[:, None] - verts[j]  # (N,k,3)
+        self.lat2 = lat ** 2  # squared distance across the ray (m^2)
+        self.along = diff @ ray  # point minus vertex, along the ray (m)
+        self.normal_dist = -np.einsum("nkc,nkc->nk", diff, normals[j])
+        self.normal_along = normals[j] @ ray  # its change per metre of shift along the ray
+
+    def __call__(self, shift: float) -> tuple[np.ndarray, float]:
+        """(depth (n,) m of the points near the mesh (rows: self.rows), 0 outside; smallest
+        point-vertex distance m, inf when no point is near) with the points moved by shift x
+        ray."""
+        if not len(self.rows):
+            return np.zeros(0), float("inf")
+        d2 = self.lat2 + (self.along + shift) ** 2
+        k = np.argmin(d2, axis=1)[:, None]
+        nearest2 = np.take_along_axis(d2, k, 1)[:, 0]
+        pen = np.take_along_axis(self.normal_dist - shift * self.normal_along, k, 1)[:, 0]
+        depth = np.where(nearest2 < MAX_INSIDE_M ** 2, np.maximum(pen, 0.0), 0.0)
+        return depth, float(np.sqrt(nearest2.min()))
+
+
+class HandContact:
+    """The coupling step of two placed hands (see module docstring)."""
+
+    def __init__(self, depth_sigma_ratio: float = DEPTH_SIGMA_RATIO,
+                 contact: bool = True) -> None:
+        """depth_sigma_ratio: depth sigma of a hand placed alone / its depth; contact: pull
+        meeting hands into contact (False: only keep them from passing through each other)."""
+        if not (np.isfinite(depth_sigma_ratio) and depth_sigma_ratio > 0):
+            raise ValueError(f"depth_sigma_ratio must be > 0, got {depth_sigma_ratio}")
+        self.depth_sigma_ratio = float(depth_sigma_ratio)
+        self.contact = bool(contact)
+        self._last_gap: Optional[float] = None  # last frame's relative depth (m), see offsets
+
+    def reset(self) -> None:
+        """Forget the last frame's relative depth (a new clip, a hand lost)."""
+        self._last_gap = None
+
+    def offsets(self, verts_a: np.ndarray, faces_a: np.ndarray, px_a: np.ndarray,
+                wrist_a: np.ndarray, verts_b: np.ndarray, faces_b: np.ndarray,
+                px_b: np.ndarray, wrist_b: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """Offsets (d_a, d_b) (3,) m moving two metric hands (vertices (V,3) m, faces, image
+        landmarks (21,2) px, wrist (3,) m) into contact without penetration; None when their
+        image regions do not meet (the hands stay as they are)."""
+        if not regions_meet(px_a, px_b):
+            return None
+        va = np.asarray(verts_a, np.float64)
+        vb = np.asarray(verts_b, np.float64)
+        ray = np.asarray(wrist_a, np.float64) + np.asarray(wrist_b, np.float64)
+        ray /= np.linalg.norm(ray)  # the two wrists' mean ray: the hands' uncertain direction
+        # a's vertices against b's mesh and b's against a's, as a moves by -delta x ray
+        # relative to b: a shift of -delta for a's points, +delta for b's
+        a_in_b = _RayPairs(va[::QUERY_STRIDE], vb, vertex_normals(vb, faces_b), ray)
+        b_in_a = _RayPairs(vb[::QUERY_STRIDE], va, vertex_normals(va, faces_a), ray)
+        var_a, var_b = ((self.depth_sigma_ratio * np.linalg.norm(w)) ** 2
+                        for w in (wrist_a, wrist_b))
+        sigma = float(np.sqrt(var_a + var_b))  # sigma of the hands' relative depth (m)
+        share_a, share_b = var_a / sigma ** 2, var_b / sigma ** 2
+
+        reach = CONTACT_MAX_SIGMAS * sigma  # the contact prior's range (m)
+        gap0 = float((np.asarray(wrist_a, np.float64) - wrist_b) @ ray)  # a's depth - b's
+        last = self._last_gap
+
+        def cost(delta: float, pull: bool) -> tuple[float, float]:
+            """(cost, smallest gap m) of moving a by -share_a delta and b by +share_b delta
+            along the ray; pull: with the contact term."""
+            pa, gap = a_in_b(-delta)
+            pb, _ = b_in_a(delta)
+            total = (delta / sigma) ** 2 + float(pa @ pa + pb @ pb) / PENETRATION_SIGMA_M ** 2
+            if last is not None:  # the hands' relative depth moves little between frames
+                total += ((gap0 - delta - last) / TEMPORAL_SIGMA_M) ** 2
+            if pull and gap > CONTACT_GAP_M:
+                total += ((min(gap, reach) - CONTACT_GAP_M) / CONTACT_SIGMA_M) ** 2
+            return total, gap
+
+        # the contact prior holds when the hands as placed are within its range
+        pull = self.contact and cost(0.0, True)[1] <= reach
+
+        # coarse grid over the plausible relative depths (0 included: never worse than
+        # leaving the hands alone), then a few halvings around the best
+        steps = sigma * np.asarray(SEARCH_SIGMAS)
+        grid = np.concatenate([[0.0], steps, -steps])
+        if last is not None:  # and where the last frame's relative depth is
+            grid = np.append(grid, gap0 - last)
+        costs = [cost(float(x), pull)[0] for x in grid]
+        best = int(np.argmin(costs))
+        delta, best_cost = float(grid[best]), costs[best]
+        others = np.abs(np.delete(grid, best) - delta)
+        spacing = float(others.min()) if len(others) else float(steps[0])
+        for _ in range(REFINE_STEPS):
+            spacing /= 2.0
+            for cand in (delta - spacing, delta + spacing):
+                c = cost(cand, pull)[0]
+                if c < best_cost:
+                    delta, best_cost = cand, c
+        self._last_gap = gap0 - delta
+        return -share_a * delta * ray, share_b * delta * ray
