@@ -325,3 +325,30 @@ def test_build_leaves_no_temporary_folder(tmp_path, monkeypatch):
     rt.HandRetargeters.from_spec("leap")
     assert list(tmp_path.iterdir()) == []
     assert tempfile.tempdir == str(tmp_path)  # the process-wide default is restored
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+@pytest.mark.parametrize("side", SIDES)
+def test_robot_base_frames_follow_the_input_frame(retargeters, robot, side):
+    """The URDFs' base frames use the input frame's axes: with straight fingers (zero, clipped
+    to the limits) the middle fingertip lies along +z from the wrist link and the thumb tip
+    is on +y for a right hand, -y for a left one."""
+    r = retargeters[(robot, side)]
+    cfg = yaml.safe_load(r.config_path.read_text())["retargeting"]
+    poses = r.link_poses(np.clip(np.zeros(len(r.joint_names)), r.lower, r.upper))
+    wrist = poses[cfg["target_origin_link_names"][0]][:3, 3]
+    thumb, middle = (poses[cfg["target_task_link_names"][k]][:3, 3] - wrist for k in (0, 2))
+    assert middle[2] > 0.9 * np.linalg.norm(middle)
+    assert (thumb[1] > 0.05) if side == "right" else (thumb[1] < -0.05)
+
+
+def test_installed_versions_match_requirements():
+    """make setup installs requirements/retarget.txt beside numpy < 2 (core.txt's pin)."""
+    from importlib.metadata import version
+
+    pins = dict(line.split("==") for line in
+                (REPO / "requirements" / "retarget.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    for name in ("dex-retargeting", "pin", "nlopt", "six"):
+        assert version(name) == pins[name].strip(), name
+    assert version("numpy").startswith("1.")
