@@ -16,6 +16,7 @@ shared in proportion to each hand's depth variance, minimising
   (delta / sigma)^2                                    (the hands' own placements)
   + sum_i (p_i / PENETRATION_SIGMA_M)^2                (vertices of one hand inside the other)
   + [(g - CONTACT_GAP_M)_+ / CONTACT_SIGMA_M]^2        (the hands touch: smallest gap g)
+  + ((r - r_last) / TEMPORAL_SIGMA_M)^2                (video: relative depth r as before)
 
 sigma = DEPTH_SIGMA_RATIO x the wrists' depths (root sum of squares): the uncertainty of the
 hands' relative depth. A vertex's penetration p_i is the nearest-surface-normal test: the
@@ -23,7 +24,8 @@ nearest vertex of the other mesh and that vertex's normal; a vertex behind it (p
 > 0, within MAX_INSIDE_M) is inside. The contact term is a prior of interacting hands (DIR's
 data: hands whose image regions meet touch): it pulls only while the gap is one the depth
 uncertainty explains (at most CONTACT_MAX_SIGMAS sigma); hands farther apart stay where they
-are. The cost is piecewise (vertices change sides and nearest neighbours as a hand moves), so
+are. In video the last frame's relative depth r_last (reset() forgets it) keeps the
+solution from flipping between equally good ones. The cost is piecewise (vertices change sides and nearest neighbours as a hand moves), so
 it is minimised by a search: a grid over +-SEARCH_SIGMAS sigma (delta = 0 on it, so the step
 never makes the cost worse than leaving the hands alone), refined around the best point.
 The hands' relative placement (DIR's relative root position) thus comes from both hands'
@@ -62,9 +64,9 @@ CONTACT_MAX_SIGMAS = 3.0
 # normal says (a palm is ~3 cm thick: the normal test alone misreads vertices far off).
 MAX_INSIDE_M = 0.03
 # In video, two coupled hands' relative depth (along the ray) moves little from one frame to
-# the next: hands moving against each other at 0.3 m/s move 1 cm per 30 Hz frame. Without
-# this term a clasp whose cost has two nearly equal minima flips between them (measured: 19
-# mm/frame^2 wrist jitter on the demo2 clip).
+# the next: hands held against each other change it by 0.1 m/s at most, 3 mm per 30 Hz
+# frame. Without this term a clasp whose cost has two nearly equal minima flips between them
+# (measured: 19 mm/frame^2 wrist jitter on the demo2 clip; 5 with 1 cm; 1.2 with 3 mm).
 TEMPORAL_SIGMA_M = 0.003
 # The relative depth is searched on a grid of 0 and +-SEARCH_SIGMAS x sigma (and the last
 # frame's relative depth), geometric so that it is fine near the hands' own placement, where
@@ -169,6 +171,7 @@ class _RayPairs:
         keep = lat[:, 0] < MAX_INSIDE_M  # farther across the ray: never near the mesh
         self.num_points = len(points)
         self.rows = np.flatnonzero(keep)
+        self.index = np.arange(len(self.rows))
         lat, j, points = lat[keep], j[keep], points[keep]
         diff = points[:, None] - verts[j]  # (N,k,3)
         self.lat2 = lat ** 2  # squared distance across the ray (m^2)
@@ -183,9 +186,9 @@ class _RayPairs:
         if not len(self.rows):
             return np.zeros(0), float("inf")
         d2 = self.lat2 + (self.along + shift) ** 2
-        k = np.argmin(d2, axis=1)[:, None]
-        nearest2 = np.take_along_axis(d2, k, 1)[:, 0]
-        pen = np.take_along_axis(self.normal_dist - shift * self.normal_along, k, 1)[:, 0]
+        k = np.argmin(d2, axis=1)
+        nearest2 = d2[self.index, k]
+        pen = self.normal_dist[self.index, k] - shift * self.normal_along[self.index, k]
         depth = np.where(nearest2 < MAX_INSIDE_M ** 2, np.maximum(pen, 0.0), 0.0)
         return depth, float(np.sqrt(nearest2.min()))
 
@@ -232,20 +235,27 @@ class HandContact:
         gap0 = float((np.asarray(wrist_a, np.float64) - wrist_b) @ ray)  # a's depth - b's
         last = self._last_gap
 
-        def cost(delta: float, pull: bool) -> tuple[float, float]:
-            """(cost, smallest gap m) of moving a by -share_a delta and b by +share_b delta
-            along the ray; pull: with the contact term."""
+        def cost(delta: float, pull: bool) -> tuple[float, float, float]:
+            """(cost, smallest gap m, penetration cost) of moving a by -share_a delta and b
+            by +share_b delta along the ray; pull: with the contact term."""
             pa, gap = a_in_b(-delta)
             pb, _ = b_in_a(delta)
-            total = (delta / sigma) ** 2 + float(pa @ pa + pb @ pb) / PENETRATION_SIGMA_M ** 2
+            inside = float(pa @ pa + pb @ pb) / PENETRATION_SIGMA_M ** 2
+            total = (delta / sigma) ** 2 + inside
             if last is not None:  # the hands' relative depth moves little between frames
                 total += ((gap0 - delta - last) / TEMPORAL_SIGMA_M) ** 2
             if pull and gap > CONTACT_GAP_M:
                 total += ((min(gap, reach) - CONTACT_GAP_M) / CONTACT_SIGMA_M) ** 2
-            return total, gap
+            return total, gap, inside
 
         # the contact prior holds when the hands as placed are within its range
-        pull = self.contact and cost(0.0, True)[1] <= reach
+        _, gap_here, inside_here = cost(0.0, True)
+        pull = self.contact and gap_here <= reach
+        if not pull and inside_here == 0.0:
+            # apart in depth (or touching without contact prior), not inside each other:
+            # nothing couples them, and the next frame starts afresh
+            self._last_gap = None
+            return np.zeros(3), np.zeros(3)
 
         # coarse grid over the plausible relative depths (0 included: never worse than
         # leaving the hands alone), then a few halvings around the best

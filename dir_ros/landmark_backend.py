@@ -131,34 +131,35 @@ class LandmarkPredictor:
                 if side not in ready:  # lost: its size is measured afresh when found again
                     self.scale.reset(side)
             t_contact = time.perf_counter()
-            if self.contact is not None and K is not None:
-                self._couple(hands)
+            coupled = self.contact is not None and K is not None and self._couple(hands)
             contact_ms = 1e3 * (time.perf_counter() - t_contact)
         found = [d.landmarks_px for d in detections.values()]
         box = detect_box(found) if found else geo.full_frame_box(*image_size)
         result = FrameResult(left=hands["left"], right=hands["right"], box=box,
                              image_size=(int(image_size[0]), int(image_size[1])),
-                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0) - contact_ms,
-                                      "contact_ms": contact_ms})
+                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0) - contact_ms})
+        if coupled:  # the coupling step's cost, on the frames where it ran
+            result.timings["contact_ms"] = contact_ms
         return result
 
-    def _couple(self, hands: dict[str, HandsResult]) -> None:
+    def _couple(self, hands: dict[str, HandsResult]) -> bool:
         """Move two valid metric hands whose image regions meet by the coupling step's
-        offsets (in place; hand_contact.HandContact)."""
+        offsets (in place; hand_contact.HandContact); True when it ran (the regions met)."""
         left, right = hands["left"], hands["right"]
         if not (left.valid and right.valid and left.metric and right.metric):
             self.contact.reset()  # a pair no longer: its relative depth starts afresh
-            return
+            return False
         offsets = self.contact.offsets(
             left.vertices, left.faces, left.keypoints_2d, left.wrist_position,
             right.vertices, right.faces, right.keypoints_2d, right.wrist_position)
         if offsets is None:
-            return
+            return False
         for side, d in zip(SIDES, offsets):
             h = hands[side]
             hands[side] = replace(h, vertices=(h.vertices + d).astype(np.float32),
                                   joints=(h.joints + d).astype(np.float32),
                                   wrist_position=h.wrist_position + d)
+        return True
 
     def _target(self, side: str, det: Any, K: Optional[np.ndarray]
                 ) -> Optional[tuple[np.ndarray, np.ndarray]]:

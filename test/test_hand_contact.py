@@ -146,11 +146,13 @@ def test_backend_joint_fit_separates_interpenetrating_hands() -> None:
 
 
 def test_backend_leaves_separate_hands_unchanged() -> None:
-    """Two hands apart in the image: the same result with and without the coupling."""
+    """Two hands apart in the image: the same result with and without the coupling (which
+    does not run: no contact_ms)."""
     left = _hand("left", np.array([-0.25, 0.0, DEPTH]))
     right = _hand("right", np.array([0.25, 0.0, DEPTH]))
     _, alone = _predict_pair(left, right, hand_contact=False)
     _, joint = _predict_pair(left, right, hand_contact=True)
+    assert "contact_ms" not in joint.timings
     for side in ("left", "right"):
         assert np.array_equal(alone.hand(side).vertices, joint.hand(side).vertices)
         assert np.array_equal(alone.hand(side).wrist_position, joint.hand(side).wrist_position)
