@@ -82,14 +82,16 @@ Video mode, 640x480 frames (each photo scaled into the frame, drifting 15 px), 6
 (The rows above are of the old way: track_landmarks did not exist yet.)
 Landmark tracking (issue 19; scripts/benchmark_landmarks.py): the issue-19 clips (each photo
 in a 640x480 frame drifting 0.5 px/frame, 60 frames), the old way (track_landmarks False)
-and the new one in one run, frame by frame in turn, load average 2.1-3.4 on the 2 cores:
+and the new one in one run, frame by frame in turn, load average 1.7-3.5 on the 2 cores:
          detector median ms  both hands  landmark jitter L/R (px/frame^2)  hands per route
-  demo1  116.8 -> 31.5       60 -> 60    8.83/2.26 -> 2.18/1.58   palm 71 track 48 pair 1 ->
+  demo1   80.2 -> 22.5       60 -> 60    8.83/2.26 -> 2.18/1.58   palm 71 track 48 pair 1 ->
                                                                   palm 1 follow 118 pair 1
-  demo2   70.5 -> 25.4       60 -> 60    14.84/6.52 -> 4.69/2.58  palm 76 track 44 ->
+  demo2   68.7 -> 24.1       60 -> 60    14.84/6.52 -> 4.69/2.58  palm 76 track 44 ->
                                                                   palm 2 follow 118
-  demo3  158.8 -> 34.8       60 -> 60    19.97/3.02 -> 3.32/4.27  palm 60 track 49 pair 11 ->
+  demo3   63.5 -> 21.4       60 -> 60    19.97/3.02 -> 3.32/4.27  palm 60 track 49 pair 11 ->
                                                                   palm 1 follow 118 pair 1
+  Whole landmark backend (detector + fit + placement), same run: 114.5/85.4/77.5 ms ->
+  43.4/36.7/34.0 ms (docs/figures/benchmark_landmarks.json).
   The lite landmark model for following was 1.7x faster but lost the half-hidden hands
   (their landmarks jittered 41-54 px/frame^2; demo3 had both hands valid on 1 frame of 60).
   One hand in view (person_room / person_table, the other hand greyed out, 60 frames): the
