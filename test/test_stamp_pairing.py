@@ -142,3 +142,21 @@ def test_random_order_within_tolerance_all_paired() -> None:
 def test_bad_settings_refused() -> None:
     with pytest.raises(ValueError, match="tolerance_s >= 0"):
         StampPairer(-1.0, WAIT)
+
+
+def test_depth_lagging_many_periods_still_pairs() -> None:
+    """30 Hz, every depth 0.4 s late (12 periods) within a 1 s wait: still all paired."""
+    p = StampPairer(TOL, 1.0)
+    p.add_depth(0.0, "d0", now=0.0)
+    period, lag = 1 / 30, 0.4
+    events = []
+    for i in range(90):
+        t = 1.0 + i * period
+        events += [(t, "colour", t), (t + lag, "depth", t)]
+    released = []
+    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
+        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
+        if r is not None:
+            released.append(r)
+    assert len(released) >= 80 and all(r.paired for r in released)
+    assert p.longest_wait_s == pytest.approx(lag, abs=1e-6)

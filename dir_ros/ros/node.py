@@ -121,12 +121,13 @@ QOS_PROBE_RECHECK_PERIOD_S = 0.1
 # Recent image keys (stamp, frame_id) remembered while two image subscriptions overlap, to
 # drop the copy of a frame delivered by both: more than both queues hold.
 DEDUPE_MEMORY = 4 * IMAGE_QUEUE_DEPTH
-# Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait):
-# 7.5 frame periods of a 30 Hz camera; the depth of a capture sent 0-80 ms after its colour
-# arrived within it on a 2-core machine with both cores kept busy
-# (test_node_depth.py::test_depth_pairs_on_a_busy_cpu). Only a frame whose depth never
-# comes waits this long; a node without depth camera never waits (stamp_pairing.py).
-DEFAULT_DEPTH_WAIT_S = 0.25
+# Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait): the
+# depth of a 640x480 capture sent 0-80 ms after its colour by a camera with Fast DDS's
+# defaults reached the node up to 0.34 s after its colour on 2 busy cores (fragment repair;
+# test_node_depth.py::test_depth_pairs_on_a_busy_cpu, /diagnostics depth_wait_ms_max): about
+# 3x that. Only a frame whose depth is late waits this long: a lost depth frame is given up
+# when the next one arrives, and a node without depth camera never waits (stamp_pairing.py).
+DEFAULT_DEPTH_WAIT_S = 1.0
 MAX_DEPTH_WAIT_S = 5.0
 # Transport loss (estimated_transport_loss in /diagnostics, dir_ros.ros.transport_loss):
 # share of frames lost above which a best-effort subscription warns once (the frames a
@@ -1113,7 +1114,8 @@ class HandsNode(Node):
             pairer = self._pairer
             pairing = (None if pairer is None else
                        (pairer.paired, pairer.unpaired_late, pairer.unpaired_missing,
-                        pairer.superseded, pairer.depth_received))
+                        pairer.superseded, pairer.depth_received, pairer.longest_wait_s,
+                        pairer.latest_late_s))
             # dropped: replaced before processing, in the mailbox or while waiting for depth
             cur = {"received": s.received, "processed": s.processed,
                    "dropped": s.dropped + (pairing[3] if pairing else 0),
@@ -1201,7 +1203,11 @@ class HandsNode(Node):
             values.update({"depth_paired_total": str(pairing[0]),
                            "depth_unpaired_late_total": str(pairing[1]),
                            "depth_unpaired_missing_total": str(pairing[2]),
-                           "depth_received_total": str(pairing[4])})
+                           "depth_received_total": str(pairing[4]),
+                           # since start: what depth_wait needs here (colour arrival ->
+                           # its depth), over paired and over late frames
+                           "depth_wait_ms_max": f"{1e3 * pairing[5]:.1f}",
+                           "depth_late_ms_max": f"{1e3 * pairing[6]:.1f}"})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()

@@ -22,7 +22,9 @@ Rules (all times in seconds; stamps are header stamps, `now` a monotonic clock):
   pairing never delays the image path of a node without a depth camera.
 - Counted: paired, unpaired_missing (released without its depth), unpaired_late (its depth
   came after all: moved from missing to late when a depth frame within tolerance of a
-  recently released unpaired frame arrives; the remedy is a longer wait), superseded.
+  recently released unpaired frame arrives; the remedy is a longer wait), superseded; and
+  the longest wait of a paired frame and the latest depth of a late one (s after its colour
+  frame arrived): what a wait needs on this machine and network.
 
 Pure Python, no ROS, not thread safe: the node calls it under its mailbox lock.
 """
@@ -35,9 +37,12 @@ from typing import Any, Optional
 # Depth frames kept for pairing (newest last): a third of a second of a 30 Hz camera, so a
 # colour frame that arrives late still finds its depth.
 DEPTH_BUFFER_FRAMES = 10
-# Colour frames waiting at most (oldest superseded first): more than a 30 Hz camera sends
-# within the longest sensible wait of a busy machine (~0.3 s).
-MAX_WAITING_FRAMES = 10
+# Colour frames waiting at most (oldest superseded first): more than a 60 Hz camera sends
+# within the node's default 1 s wait, so no frame is dropped for the count while its depth
+# can still come (a cap below wait x rate would drop every frame just before its depth
+# arrives once the depth lags by more than the cap). Frames are references to messages
+# already received: at 30 Hz and a 1 s wait, 30 frames, 28 MB of 640x480 rgb8.
+MAX_WAITING_FRAMES = 64
 # A depth stream without a frame for this long is silent: colour frames are released at
 # once. Longer than the frame period of slow RGB-D streams (the issue's example sends a
 # pair every 0.7 s) so such a stream still pairs.
@@ -63,6 +68,7 @@ class _Waiting:
     stamp: float
     item: Any
     deadline: float
+    arrival: float
 
 
 class StampPairer:
@@ -87,6 +93,8 @@ class StampPairer:
         self.unpaired_late = 0
         self.superseded = 0
         self.depth_received = 0
+        self.longest_wait_s = 0.0  # colour arrival -> release, over paired frames
+        self.latest_late_s = 0.0  # colour arrival -> its depth, over late frames
 
     def reset(self) -> None:
         """Forget buffered depth and waiting colour frames (counters are kept; the waiting
@@ -110,10 +118,11 @@ class StampPairer:
     def add_colour(self, stamp: float, item: Any, now: float) -> Optional[Released]:
         """A colour frame arrived; returns it when it leaves at once (paired, or unpaired
         because waiting cannot help), else None (it waits)."""
-        frame = _Waiting(float(stamp), item, now + self.wait_s)
+        frame = _Waiting(float(stamp), item, now + self.wait_s, now)
         closest = self._closest(frame.stamp)
         if closest is not None and abs(closest[0]) <= self.tolerance_s:
-            return self._release(frame, closest, paired=True, older_than=len(self._waiting))
+            return self._release(frame, closest, paired=True, older_than=len(self._waiting),
+                                 now=now)
         if self.wait_s <= 0 or self._silent(now) or self._depth_ahead(frame.stamp):
             return self._release(frame, closest, paired=False, older_than=len(self._waiting))
         self._waiting.append(frame)
@@ -129,17 +138,18 @@ class StampPairer:
         self._depth.append((stamp, item))
         self._last_depth_arrival = now
         self.depth_received += 1
-        for i, t in enumerate(self._unpaired):  # its colour frame already left: late
+        for i, (t, arrival) in enumerate(self._unpaired):  # its colour frame left: late
             if abs(stamp - t) <= self.tolerance_s:
                 del self._unpaired[i]
                 self.unpaired_missing -= 1
                 self.unpaired_late += 1
+                self.latest_late_s = max(self.latest_late_s, now - arrival)
                 break
         for i in range(len(self._waiting) - 1, -1, -1):  # newest first
             frame = self._waiting[i]
             closest = self._closest(frame.stamp)
             if closest is not None and abs(closest[0]) <= self.tolerance_s:
-                return self._release(frame, closest, paired=True, older_than=i)
+                return self._release(frame, closest, paired=True, older_than=i, now=now)
         for i in range(len(self._waiting) - 1, -1, -1):  # the depth stream passed them
             frame = self._waiting[i]
             if self._depth_ahead(frame.stamp):
@@ -175,7 +185,7 @@ class StampPairer:
         return bool(self._depth) and max(s for s, _ in self._depth) > t + self.tolerance_s
 
     def _release(self, frame: _Waiting, closest: Optional[tuple[float, Any]], paired: bool,
-                 older_than: int) -> Released:
+                 older_than: int, now: Optional[float] = None) -> Released:
         """Take `frame` out of the waiting list (when it is there), drop the waiting frames
         before index `older_than` (superseded), count, and return it."""
         index = next((k for k, w in enumerate(self._waiting) if w is frame), None)
@@ -185,8 +195,10 @@ class StampPairer:
         del self._waiting[:older_than]
         if paired:
             self.paired += 1
+            if now is not None:
+                self.longest_wait_s = max(self.longest_wait_s, now - frame.arrival)
         else:
             self.unpaired_missing += 1
-            self._unpaired.append(frame.stamp)
+            self._unpaired.append((frame.stamp, frame.arrival))
         gap, depth = closest if closest is not None else (None, None)
         return Released(frame.item, frame.stamp, paired, depth, gap)
