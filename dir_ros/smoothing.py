@@ -215,6 +215,15 @@ DEFAULT_SIGNAL_PARAMS = {
 }
 
 
+# The fastest a hand moves (m/s; fast gestures) and turns (rad/s; fast wrist rotations): a
+# frame-to-frame change that implies more is a re-fit or noise, not motion, and counts as this
+# speed in a One-Euro filter's speed estimate. Without the bound the first frames of the demo1
+# clip (a first fit 2.7 rad off the next ones) held the filters open for ~20 frames: mean
+# root-relative joint jitter 2.15 -> 1.76 mm/frame^2 with it (scripts/benchmark_steadiness.py).
+MAX_LINEAR_SPEED_M_S = 3.0
+MAX_ANGULAR_SPEED_RAD_S = 10.0
+
+
 @dataclass(frozen=True)
 class DepthParams:
     """Noise model of the wrist depth along its ray: measurement sd = noise_ratio x depth;
@@ -239,6 +248,11 @@ DEFAULT_DEPTH_PARAMS = DepthParams(noise_ratio=0.013, accel=0.1)
 # far less than across it; 5 cm/s. (0.5 m/s let the first frames' depth noise through: mean
 # wrist jitter 3.6 instead of 2.8 mm/frame^2 on the demo1 clip, scripts/benchmark_steadiness.py.)
 DEPTH_START_SPEED_SD = 0.05
+# Memory (frames) of the depth filter's running noise estimate (DepthKalman): a third of a
+# second at 30 Hz, long enough to average a front end flipping every other frame (mean wrist
+# jitter on the demo1 clip 3.5 -> 2.1 mm/frame^2 with it, scripts/benchmark_steadiness.py),
+# short enough to follow a hand whose noise changes.
+DEPTH_NOISE_MEMORY = 10.0
 # Smallest accepted noise ratio and acceleration sd (node parameter ranges; rclpy shows
 # ranges as closed intervals and 0 would make the filter ignore every measurement).
 MIN_DEPTH_NOISE_RATIO = 1e-4
@@ -246,12 +260,21 @@ MIN_DEPTH_ACCEL = 1e-3
 
 
 class DepthKalman:
-    """Constant-velocity Kalman filter of one depth (m): state (z, dz/dt), see DepthParams."""
+    """Constant-velocity Kalman filter of one depth (m): state (z, dz/dt), see DepthParams.
+
+    The measurement variance is (noise_ratio x depth)^2 or, when the hand's measurements are
+    noisier than that, the variance its recent measurements show: the running mean over
+    DEPTH_NOISE_MEMORY frames of their squared second difference / 6 (white noise of
+    variance s^2 has second differences of variance 6 s^2; a constant velocity has none, so
+    motion does not pass for noise, as the innovations would): a hand whose front end flips
+    between two solutions is trusted less than a steady one."""
 
     def __init__(self, z: float, params: DepthParams) -> None:
         self.params = params
         self.x = np.array([z, 0.0])
         self.P = np.diag([(params.noise_ratio * z) ** 2, DEPTH_START_SPEED_SD ** 2])
+        self.noise2 = self.P[0, 0]  # running measurement variance estimate (m^2)
+        self.last = [z]  # the last two measurements (m), newest first
 
     def step(self, z: float, dt: float) -> float:
         """Filtered depth (m) after the measurement z (m) taken dt s after the last one."""
@@ -259,7 +282,11 @@ class DepthKalman:
         g = np.array([0.5 * dt * dt, dt])  # how an acceleration held over the frame moves it
         self.x = F @ self.x
         self.P = F @ self.P @ F.T + self.params.accel ** 2 * np.outer(g, g)
-        r = (self.params.noise_ratio * z) ** 2
+        if len(self.last) == 2:
+            d2 = z - 2.0 * self.last[0] + self.last[1]
+            self.noise2 += (d2 * d2 / 6.0 - self.noise2) / DEPTH_NOISE_MEMORY
+        self.last = [z] + self.last[:1]
+        r = max((self.params.noise_ratio * z) ** 2, self.noise2)
         gain = self.P[:, 0] / (self.P[0, 0] + r)
         self.x = self.x + gain * (z - self.x[0])
         self.P = self.P - np.outer(gain, self.P[0])
@@ -275,9 +302,14 @@ class _Euro:
         self.dx = np.zeros_like(self.x)
 
     def coefficient(self, x: np.ndarray, dt: float, p: EuroParams, scale: float = 1.0,
-                    groups: int = 1) -> float:
-        """Blend weight of the new sample x (the derivative state is updated)."""
-        self.dx += _alpha(p.d_cutoff, dt) * ((np.asarray(x, np.float64) - self.x) / dt - self.dx)
+                    groups: int = 1, max_speed: float = MAX_LINEAR_SPEED_M_S) -> float:
+        """Blend weight of the new sample x (the derivative state is updated; the sample's
+        own speed counts at most max_speed, in the speed's units)."""
+        raw = (np.asarray(x, np.float64) - self.x) / dt
+        raw_speed = scale * float(np.linalg.norm(raw)) / math.sqrt(groups)
+        if raw_speed > max_speed:
+            raw = raw * (max_speed / raw_speed)
+        self.dx += _alpha(p.d_cutoff, dt) * (raw - self.dx)
         speed = scale * float(np.linalg.norm(self.dx)) / math.sqrt(groups)
         return _alpha(p.min_cutoff + p.beta * speed, dt)
 
@@ -382,6 +414,9 @@ class SignalOneEuroSmoother:
             quat = -quat
         conj = np.array([-s.quat[0], -s.quat[1], -s.quat[2], s.quat[3]])
         omega = _quat_log(_quat_mul(quat, conj)) / dt  # world-frame angular velocity rad/s
+        rate = float(np.linalg.norm(omega))
+        if rate > MAX_ANGULAR_SPEED_RAD_S:  # a re-fit, not a turn (see the constant)
+            omega = omega * (MAX_ANGULAR_SPEED_RAD_S / rate)
         po = p["orientation"]
         s.dquat += _alpha(po.d_cutoff, dt) * (omega - s.dquat)
         a_rot = _alpha(po.min_cutoff + po.beta * float(np.linalg.norm(s.dquat)), dt)

@@ -223,3 +223,47 @@ def test_depth_kalman_settles_a_still_depth_and_tracks_a_moving_one() -> None:
     out = np.array([f.step(float(z), 1 / FPS) for z in moving[1:]])
     err = out[30:] - truth[31:]
     assert abs(float(np.mean(err))) < 1e-3 and np.std(err) < np.std(moving[31:] - truth[31:])
+
+
+def test_depth_kalman_learns_a_noisier_hand() -> None:
+    """A depth flipping +-5 mm every frame (a front end alternating between two fits) is
+    learnt as noisier than the nominal model: the output zig-zag stays under a tenth of the
+    input's and under 0.8 of what the nominal-noise filter lets through."""
+    params = DEFAULT_DEPTH_PARAMS
+    z0, amp, n = 0.35, 5e-3, 90
+    flips = z0 + amp * (-1.0) ** np.arange(n)
+    f = DepthKalman(float(flips[0]), params)
+    out = np.array([f.step(float(z), 1 / FPS) for z in flips[1:]])
+    assert f.noise2 > 2 * (params.noise_ratio * z0) ** 2
+    zigzag = lambda x: float(np.mean(np.abs(np.diff(x[30:], 2))))  # noqa: E731
+    assert zigzag(out) < 0.1 * zigzag(flips)
+    # the same filter without the learnt noise (noise estimate frozen at the nominal)
+    fixed = DepthKalman(float(flips[0]), params)
+    frozen = []
+    for z in flips[1:]:
+        fixed.noise2 = 0.0
+        frozen.append(fixed.step(float(z), 1 / FPS))
+    assert zigzag(out) < 0.8 * zigzag(np.array(frozen))
+
+
+def test_one_euro_speed_bound_keeps_a_refit_from_opening_the_filter() -> None:
+    """A root orientation that jumps by 2.5 rad in one frame (a re-fit) counts at most as
+    MAX_ANGULAR_SPEED_RAD_S: the filter takes under half of the jump in that frame and keeps
+    closing on the new orientation afterwards."""
+    from dir_ros.smoothing import MAX_ANGULAR_SPEED_RAD_S
+
+    rng = np.random.default_rng(RNG_SEED + 4)
+    local = _local_hand(rng)
+    wrist = np.array([0.0, 0.0, 0.4])
+    sm = SignalOneEuroSmoother()
+    start = _posed_frame(wrist, np.zeros(3), local)
+    for i in range(10):
+        sm(start, i / FPS)
+    jumped = _posed_frame(wrist, np.array([0.0, 0.0, 2.5]), local)
+    angles = []
+    for i in range(10, 40):
+        out = sm(jumped, i / FPS).right
+        angles.append(geo.matrix_to_axis_angle(geo.quat_to_matrix(out.wrist_quat))[2])
+    assert MAX_ANGULAR_SPEED_RAD_S < 2.5 * FPS
+    assert 0.0 < angles[0] < 0.5 * 2.5
+    assert np.all(np.diff(angles) > -1e-9) and angles[-1] > angles[0]
