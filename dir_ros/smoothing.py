@@ -199,14 +199,14 @@ class EuroParams:
 
 SIGNALS = ("plane", "orientation", "pose")  # the One-Euro signals (depth: DepthParams)
 # Defaults of SignalOneEuroSmoother, per signal, chosen with scripts/tune_smoothing.py: on
-# synthetic 30 Hz sequences with each signal's measured frame-to-frame noise (landmark
-# backend defaults, the three drifting clips of ../shared/images: sd plane 1.65 mm, depth
-# 3.84 mm, orientation 0.023 rad, pose 1.59 mm per keypoint), the steadiest setting whose
-# error on a moving signal (0.5 m/s across, 0.25 m/s in depth, 2 rad/s, fingers at 0.3 m/s)
-# stays within a frame of motion: still error plane 2.35 -> 0.37 mm, depth 3.98 -> 0.94 mm,
-# orientation 0.040 -> 0.010 rad, pose 2.75 -> 0.51 mm per keypoint. Each beta raises the
-# cutoff by 5 Hz at its test speed. Derivative cutoff 0.5 Hz: a speed estimate that the
-# noise moves less.
+# synthetic 30 Hz sequences with each signal's measured frame-to-frame noise (--measure:
+# landmark backend defaults, the three drifting clips of ../shared/images; median sd over the
+# six hands: plane 1.49 mm, orientation 0.023 rad, pose 1.59 mm per keypoint), the steadiest
+# setting whose error on a moving signal (0.5 m/s across, 2 rad/s, fingers at 0.3 m/s) stays
+# within a frame of motion: RMS error of a still signal plane 2.12 -> 0.32 mm, orientation
+# 0.041 -> 0.012 rad, pose 2.74 -> 0.51 mm per keypoint. Each beta raises the cutoff by
+# 5 Hz at its test speed. Derivative cutoff 0.5 Hz: a speed estimate that the noise moves
+# less.
 SIGNAL_D_CUTOFF_HZ = 0.5
 DEFAULT_SIGNAL_PARAMS = {
     "plane": EuroParams(DEFAULT_MIN_CUTOFF_HZ, DEFAULT_BETA, SIGNAL_D_CUTOFF_HZ),  # beta s/m
@@ -240,9 +240,9 @@ class DepthParams:
 
 # Depth noise model, chosen with scripts/tune_smoothing.py: noise_ratio = the measured
 # frame-to-frame sd of the wrist depth over its depth (landmark backend defaults, the drifting
-# clips: 1.3 %); accel = the steadiest whose error on a hand at 0.35 m that starts moving
-# along its ray at 0.25 m/s (and stops 25 cm later) stays within one frame of that motion:
-# still error 4.4 -> 1.7 mm, moving 7.6 -> 9.3 mm (budget 10.2 mm).
+# clips: 1.34 %, median of the six hands); accel = the steadiest whose error on a hand at
+# 0.35 m that starts moving along its ray at 0.25 m/s (and stops 25 cm later) stays within
+# one frame of that motion: still error 4.6 -> 1.8 mm, moving 7.8 -> 9.5 mm (budget 10.5).
 DEFAULT_DEPTH_PARAMS = DepthParams(noise_ratio=0.013, accel=0.1)
 # Velocity sd (m/s) of a hand's depth when its filter starts: hands move along the camera ray
 # far less than across it; 5 cm/s. (0.5 m/s let the first frames' depth noise through: mean

@@ -42,7 +42,7 @@ FPS = 30.0
 # ../shared/images (landmark backend defaults, 640x480 drifting clips; median over the six
 # hands): plane m, depth m, orientation rad, pose m (RMS per keypoint).
 # (depth: sd / depth).
-MEASURED_NOISE = {"plane": 1.65e-3, "depth": 0.013, "orientation": 0.0231, "pose": 1.59e-3}
+MEASURED_NOISE = {"plane": 1.49e-3, "depth": 0.0134, "orientation": 0.0231, "pose": 1.59e-3}
 # Depth test: a hand at DEPTH_TEST_M (the clips' hands: 0.17-0.36 m), still, or still for
 # DEPTH_ONSET_S, moving along its ray at TEST_SPEED["depth"] for DEPTH_MOVE_S and still again
 # (a start and a stop: a constant-velocity filter lags there, a steady ramp it follows);
