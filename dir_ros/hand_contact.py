@@ -167,7 +167,9 @@ class _RayPairs:
         from scipy.spatial import cKDTree
 
         basis = np.linalg.svd(ray[None])[2][1:]  # (2,3) orthonormal, across the ray
-        lat, j = cKDTree(verts @ basis.T).query(points @ basis.T, k=RAY_NEIGHBOURS)
+        tree = cKDTree(verts @ basis.T, balanced_tree=False, compact_nodes=False)
+        lat, j = tree.query(points @ basis.T, k=min(RAY_NEIGHBOURS, len(verts)))
+        lat, j = lat.reshape(len(points), -1), j.reshape(len(points), -1)  # k = 1: (N,)
         keep = lat[:, 0] < MAX_INSIDE_M  # farther across the ray: never near the mesh
         self.num_points = len(points)
         self.rows = np.flatnonzero(keep)
