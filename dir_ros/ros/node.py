@@ -140,11 +140,6 @@ LOSS_WARN_MIN_FRAMES = 30
 RESET_WAIT_S = 10.0
 # main(): longest blocking wait of the executor, so a signal is seen within this time.
 SPIN_SLICE_S = 0.1
-# Longest wait of the image callback for an idle worker to take the frame it was just given.
-# Waiting hands the interpreter lock to the worker at once; otherwise the executor's own
-# Python work after the callback runs first and the frame waits (the `queue` stage: 0.64 ms
-# median with a 640x480 camera, benchmark_node_overhead.py). A busy worker is not waited for.
-HANDOFF_WAIT_S = 0.002
 
 
 @dataclass
@@ -504,9 +499,6 @@ class HandsNode(Node):
         self._loss = TransportLossEstimator()
         # ~/reset: the request's event while the worker has not yet cleared the state
         self._reset_request: Optional[threading.Event] = None
-        # the worker waits for a frame (guarded by _lock); set when it takes one (HANDOFF_WAIT_S)
-        self._worker_idle = False
-        self._taken = threading.Event()
         self._stop = threading.Event()
         self.stats = Stats()
         # (K, CameraInfo size, roi (x, y, w, h)) of the latest CameraInfo, swapped as one tuple
@@ -849,12 +841,7 @@ class HandsNode(Node):
                                                    t_recv)
                 if released is not None:
                     self._deliver(released)
-            handoff = self._worker_idle and self._mailbox is not None
-            if handoff:
-                self._taken.clear()
             self._lock.notify()  # a waiting frame changes the worker's next deadline too
-        if handoff:  # let the idle worker run now (HANDOFF_WAIT_S)
-            self._taken.wait(HANDOFF_WAIT_S)
 
     def _on_depth(self, msg: Image) -> None:
         """use_depth: a depth frame for the pairer; it may release a waiting colour frame."""
@@ -951,11 +938,8 @@ class HandsNode(Node):
                     timeout = min(timeout, max(deadline - now, 0.0))
             if self._mailbox is not None:
                 frame, self._mailbox = self._mailbox, None
-                self._taken.set()
                 return frame
-            self._worker_idle = True
             self._lock.wait(timeout=timeout)
-            self._worker_idle = False
         return None
 
     def _reset_state(self) -> None:
