@@ -62,10 +62,10 @@ def test_newer_paired_frame_supersedes_waiting_ones() -> None:
     assert p.waiting == 0 and p.superseded == 1
     # a frame that arrives paired at once drops older waiting frames too
     assert p.add_colour(1.066, "c3", now=1.07) is None
-    assert p.add_depth(1.1, "d4", now=1.08) is not None  # c3's depth skipped: released
-    assert p.add_depth(1.133, "d5", now=1.09) is None
+    assert p.add_depth(1.133, "d5", now=1.09) is None  # c3's depth lost (or still coming)
+    assert p.waiting == 1
     r = p.add_colour(1.133, "c5", now=1.1)
-    assert r.paired and r.colour == "c5"
+    assert r.paired and r.colour == "c5" and p.waiting == 0 and p.superseded == 2
 
 
 def test_depth_lagging_more_than_a_period_still_pairs() -> None:
@@ -86,14 +86,19 @@ def test_depth_lagging_more_than_a_period_still_pairs() -> None:
     assert p.unpaired_missing == 0 and p.paired == len(released)
 
 
-def test_depth_ahead_releases_at_once() -> None:
-    """Its own depth was lost and a newer depth frame arrived: no point in waiting."""
+def test_depth_out_of_order_still_pairs() -> None:
+    """DDS may deliver a repaired fragmented depth frame after its successor: the colour
+    frame keeps waiting and pairs when its own depth comes; with no depth of its stamp it
+    leaves at the end of its wait, naming the closest depth frame's gap."""
     p = _pairer()
     assert p.add_colour(1.0, "c1", now=1.0) is None
-    r = p.add_depth(1.1, "d2", now=1.01)  # 100 ms after: c1's depth will not come
+    assert p.add_depth(1.1, "d2", now=1.01) is None  # the next capture's depth first
+    r = p.add_depth(1.0, "d1", now=1.25)  # then its own, 0.25 s late
+    assert r is not None and r.paired and r.depth == "d1"
+    assert p.add_colour(1.3, "c3", now=1.3) is None  # depth 100 ms off only: no pair
+    p.add_depth(1.4, "d4", now=1.31)
+    r = p.poll(now=1.3 + WAIT)
     assert r is not None and not r.paired and r.gap_s == pytest.approx(0.1)
-    r = p.add_colour(1.05, "c2", now=1.02)  # older than the newest depth: at once too
-    assert r is not None and not r.paired
 
 
 def test_no_wait_without_a_depth_stream() -> None:
@@ -103,7 +108,7 @@ def test_no_wait_without_a_depth_stream() -> None:
     r = p.add_colour(1.0, "c1", now=1.0)
     assert r is not None and not r.paired and r.depth is None
     p.add_depth(2.0, "d", now=2.0)
-    assert p.add_colour(3.0, "c2", now=2.0 + DEPTH_STALE_S / 2) is None  # alive: waits
+    assert p.add_colour(2.5, "c2", now=2.0 + DEPTH_STALE_S / 2) is None  # alive: waits
     r = p.add_colour(4.0, "c3", now=2.0 + 2 * DEPTH_STALE_S)
     assert r is not None and not r.paired and p.superseded == 1
     p = _pairer(wait=0.0)

@@ -125,8 +125,9 @@ DEDUPE_MEMORY = 4 * IMAGE_QUEUE_DEPTH
 # depth of a 640x480 capture sent 0-80 ms after its colour by a camera with Fast DDS's
 # defaults reached the node up to 0.34 s after its colour on 2 busy cores (fragment repair;
 # test_node_depth.py::test_depth_pairs_on_a_busy_cpu, /diagnostics depth_wait_ms_max): about
-# 3x that. Only a frame whose depth is late waits this long: a lost depth frame is given up
-# when the next one arrives, and a node without depth camera never waits (stamp_pairing.py).
+# 3x that. Only a frame whose depth is late waits this long: a frame whose depth was lost is
+# superseded by the next paired one, and a node without depth camera never waits
+# (stamp_pairing.py).
 DEFAULT_DEPTH_WAIT_S = 1.0
 MAX_DEPTH_WAIT_S = 5.0
 # Transport loss (estimated_transport_loss in /diagnostics, dir_ros.ros.transport_loss):

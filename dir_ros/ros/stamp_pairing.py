@@ -16,10 +16,12 @@ Rules (all times in seconds; stamps are header stamps, `now` a monotonic clock):
   answers the newest frame. A waiting frame is not dropped merely because a newer one
   arrived, so a depth stream that lags by more than one frame period still pairs.
 - It is released unpaired (the node then places hands by their size) when its wait ends,
-  at once when the depth stream is ahead of it (a newer depth frame arrived, none within
-  tolerance: its own depth was lost, streams arrive in stamp order), and at once when the
-  depth stream is silent (no depth frame for `stale_s`: no depth camera, or it stopped), so
-  pairing never delays the image path of a node without a depth camera.
+  and at once when the depth stream is silent (no depth frame for `stale_s`: no depth
+  camera, or it stopped), so pairing never delays the image path of a node without a depth
+  camera. A newer depth frame does not end the wait: DDS delivers a fragmented frame that
+  needed a repair after the next one (seen: a depth frame 0.25 s after its colour, its
+  successor already there); a colour frame whose depth was lost is superseded by the next
+  paired one instead.
 - Counted: paired, unpaired_missing (released without its depth), unpaired_late (its depth
   came after all: moved from missing to late when a depth frame within tolerance of a
   recently released unpaired frame arrives; the remedy is a longer wait), superseded; and
@@ -123,7 +125,7 @@ class StampPairer:
         if closest is not None and abs(closest[0]) <= self.tolerance_s:
             return self._release(frame, closest, paired=True, older_than=len(self._waiting),
                                  now=now)
-        if self.wait_s <= 0 or self._silent(now) or self._depth_ahead(frame.stamp):
+        if self.wait_s <= 0 or self._silent(now):
             return self._release(frame, closest, paired=False, older_than=len(self._waiting))
         self._waiting.append(frame)
         if len(self._waiting) > MAX_WAITING_FRAMES:
@@ -132,8 +134,8 @@ class StampPairer:
         return None
 
     def add_depth(self, stamp: float, item: Any, now: float) -> Optional[Released]:
-        """A depth frame arrived; returns the newest waiting colour frame it lets go (paired,
-        or unpaired when the depth stream is now ahead of it), else None."""
+        """A depth frame arrived; returns the newest waiting colour frame it pairs, else
+        None."""
         stamp = float(stamp)
         self._depth.append((stamp, item))
         self._last_depth_arrival = now
@@ -150,11 +152,6 @@ class StampPairer:
             closest = self._closest(frame.stamp)
             if closest is not None and abs(closest[0]) <= self.tolerance_s:
                 return self._release(frame, closest, paired=True, older_than=i, now=now)
-        for i in range(len(self._waiting) - 1, -1, -1):  # the depth stream passed them
-            frame = self._waiting[i]
-            if self._depth_ahead(frame.stamp):
-                return self._release(frame, self._closest(frame.stamp), paired=False,
-                                     older_than=i)
         return None
 
     def poll(self, now: float) -> Optional[Released]:
@@ -178,11 +175,6 @@ class StampPairer:
     def _silent(self, now: float) -> bool:
         """True when no depth frame arrived within stale_s."""
         return now - self._last_depth_arrival > self.stale_s
-
-    def _depth_ahead(self, t: float) -> bool:
-        """True when a depth frame newer than t + tolerance is buffered: the depth of t
-        will not come (in-order streams)."""
-        return bool(self._depth) and max(s for s, _ in self._depth) > t + self.tolerance_s
 
     def _release(self, frame: _Waiting, closest: Optional[tuple[float, Any]], paired: bool,
                  older_than: int, now: Optional[float] = None) -> Released:
