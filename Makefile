@@ -39,12 +39,14 @@ $(STAMP)/torch: $(STAMP)/venv
 	$(PIP) install -q $(TORCH_SPEC) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	touch $@
 
-$(STAMP)/deps: $(STAMP)/torch requirements/core.txt requirements/ros.txt requirements/detect.txt requirements/export.txt setup.py tools/fix_ros_wheel_cmake.py
+$(STAMP)/deps: $(STAMP)/torch requirements/core.txt requirements/ros.txt requirements/detect.txt requirements/export.txt requirements/retarget.txt setup.py tools/fix_ros_wheel_cmake.py
 	$(PIP) install -q -r requirements/core.txt -r requirements/ros.txt
 	# MediaPipe without its declared deps (jax, opencv-contrib): see requirements/detect.txt.
 	$(PIP) install -q --no-deps -r requirements/detect.txt
 	# ONNX Runtime path; core/detect pins as constraints keep numpy 1.26 and protobuf 4.
 	$(PIP) install -q -r requirements/export.txt -c requirements/core.txt -c requirements/detect.txt
+	# Robot-hand retargeting (dex-retargeting 0.4.6, the last release for numpy < 2).
+	$(PIP) install -q -r requirements/retarget.txt -c requirements/core.txt -c requirements/detect.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) tools/fix_ros_wheel_cmake.py $(VENV)
 	touch $@

@@ -7,6 +7,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
 
 import atexit  # noqa: E402
+import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -18,6 +19,26 @@ import pytest  # noqa: E402
 _CACHE = tempfile.mkdtemp(prefix="dir_ros_test_cache_")
 os.environ["XDG_CACHE_HOME"] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, True)
+
+# launch.logging (imported by launch_testing's pytest plugin wherever the ROS 2 launch tools are
+# installed) makes every logger created afterwards a LaunchLogger that does not propagate, so
+# the records of dir_ros's loggers would never reach pytest's caplog (a root handler). The
+# project's loggers are plain loggers, as in any process that does not import launch.
+logging.setLoggerClass(logging.Logger)
+
+
+@pytest.fixture(autouse=True)
+def _propagating_project_loggers():
+    """Before each test: dir_ros loggers made while launch.logging was in charge (or by a
+    launch test run in this process) propagate to the root logger again."""
+    if logging.getLoggerClass() is not logging.Logger:
+        logging.setLoggerClass(logging.Logger)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (name == "dir_ros" or name.startswith("dir_ros.")) and \
+                isinstance(logger, logging.Logger) and type(logger) is not logging.Logger:
+            logger.propagate = True
+    yield
+
 
 # The ROS domain of this test run (the environment's, else the pid-derived one set above).
 DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])

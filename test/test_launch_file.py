@@ -20,7 +20,10 @@ LAUNCH_FILE = ROOT / "launch" / "hands.launch.py"
 RVIZ_TEMPLATE = ROOT / "rviz" / "hands.rviz"
 SHARE = str(ROOT)  # what the stand-in ament index answers: the source tree has the same layout
 EXPECTED_ARGS = {"image", "camera_info", "config", "namespace", "frame_prefix", "fixed_frame",
-                 "use_sim_time", "rviz"}
+                 "use_sim_time", "rviz", "camera", "camera_index", "video", "loop", "rate",
+                 "fov_deg", "camera_calibration"}
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "person_room.jpg"
 
 
 class Recorder:
@@ -281,3 +284,42 @@ def test_template_has_the_displays_the_launch_sets() -> None:
     assert {"Camera image", "Debug image"} <= names
     assert "rviz_default_plugins/MarkerArray" in classes
     assert "Fixed Frame" in manager["Global Options"]
+
+
+def test_video_starts_camera_node(loaded: Loaded) -> None:
+    """video:=FILE: camera_node beside hands_node in the same namespace, hands_node listening
+    to the camera's topics, the source and frame as strings, both tied to the launch."""
+    actions = loaded.run(video=str(SAMPLE), namespace="cam", loop="true", rate="7.5",
+                         fov_deg="70", fixed_frame="my_optical")
+    nodes = loaded.nodes(actions)
+    assert set(nodes) == {"hands_node", "camera_node"}
+    cam, hands = nodes["camera_node"], nodes["hands_node"]
+    assert cam["package"] == "dir_ros" and cam["namespace"] == hands["namespace"] == "cam"
+    assert dict(cam["remappings"]) == {"image_raw": "camera/image_raw",
+                                       "camera_info": "camera/camera_info"}
+    assert dict(hands["remappings"]) == {"image": "camera/image_raw",
+                                         "camera_info": "camera/camera_info"}
+    (params,) = cam["parameters"]
+    assert params["source"].args == (str(SAMPLE),)
+    assert params["source"].kwargs == {"value_type": str}
+    assert params["frame_id"].args == ("my_optical",)
+    assert (params["loop"], params["rate"], params["fov_deg"]) == (True, 7.5, 70.0)
+    assert _shutdown_reason(cam, loaded.classes) == "camera_node exited"
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"video": "/no/such/clip.mp4"}, "camera source '/no/such/clip.mp4': no such file"),
+    ({"camera": "webcam", "camera_index": "97"}, "webcam 97: no such camera"),
+    ({"camera": "webcam", "camera_index": "front"}, "camera_index:='front'"),
+    ({"camera": "usb"}, "camera:='usb' is not one of none, webcam"),
+    ({"camera": "webcam", "video": str(SAMPLE)}, "choose one"),
+    ({"video": str(SAMPLE), "rate": "fast"}, "must be numbers"),
+    ({"video": str(SAMPLE), "camera_calibration": "/no/cal.yaml"}, "calibration '/no/cal.yaml'"),
+])
+def test_bad_camera_source_starts_nothing(loaded: Loaded, overrides: dict, words: str) -> None:
+    """A camera source that cannot be used stops the launch with one message naming it,
+    before any node is created."""
+    with pytest.raises(RuntimeError) as err:
+        loaded.run(**overrides)
+    assert words in str(err.value)
+    assert not any(isinstance(a, loaded.classes["Node"]) for a in Recorder.created)
