@@ -1,7 +1,9 @@
 """Landmark backend: two hands without the DIR network, for users with no DIR checkpoint.
 
 Per frame: the hand front end (detection.HandDetector, MediaPipe's bundled models) gives each
-hand's 21 image landmarks and 21 metric world landmarks; per hand the world landmarks are
+hand's 21 image landmarks and 21 metric world landmarks (a hand it has just found, by any
+route but following, is refined by a second, following pass on the same frame: detect());
+per hand the world landmarks are
 turned from the hand's own view into the camera's (geometry.ray_rotation), the hand model
 (open hand or MANO) is fitted to them (landmark_fit.HandFitter: both hands in one batched
 call, each warm-started from the previous frame), and with K the fitted keypoints are placed
@@ -9,7 +11,8 @@ in the camera frame so that they project onto the image landmarks (landmark_fit.
 Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
 keeps its size from frame to frame), and two placed hands whose image regions meet are moved
 together by the coupling step of hand_contact.HandContact (touching, not passing through each
-other). Without K the hands are wrist-relative.
+other; with finger_step, interlocked fingers are then turned apart: hand_contact.separate_pair).
+Without K the hands are wrist-relative.
 No ROS imports.
 """
 from __future__ import annotations
@@ -32,6 +35,14 @@ LOG = logging.getLogger("dir_ros.landmark_backend")
 # waiting for a busy core made the fit 20x slower (24 ms -> 550 ms median, measured with
 # scripts/benchmark_landmarks.py while another process trained a network).
 FIT_TORCH_THREADS = 1
+# The front end's route that runs the landmark model on the region of the hand's own previous
+# landmarks (detection.Detection.source); every other route found the hand from another crop
+# (palm box, pair or pose region, last region) whose landmarks are measurably worse: on the
+# demo1 clip the first frame's world landmarks (the 'pair' route) were 34 mm (mean per joint,
+# wrist-relative) off the clip's later ones and one 'follow' pass on the same frame brought
+# them to 6 mm; root-relative joint jitter of that hand 1.76 -> 0.73 mm/frame^2
+# (scripts/benchmark_steadiness.py).
+FOLLOW_SOURCE = "follow"
 
 
 @contextlib.contextmanager
@@ -56,10 +67,18 @@ class LandmarkPredictor:
 
     def __init__(self, detector: Any, layers: Mapping[str, Any], min_confidence: float,
                  depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None,
-                 scale_hold: bool = True, hand_contact: bool = True) -> None:
+                 scale_hold: bool = True, hand_contact: bool = True,
+                 refine_new_hands: bool = True, finger_step: bool = False) -> None:
         """scale_hold: hold each hand's size over the frames (hand_scale); hand_contact: the
-        coupling step of two hands whose image regions meet (hand_contact); both False = the
-        hands fitted and placed alone, frame by frame (the behaviour before issue 19)."""
+        coupling step of two hands whose image regions meet (hand_contact); finger_step:
+        after it, the finger step of interlocked fingers (hand_contact.separate_pair; off by
+        default: on the demo2 photo it takes 8.3 mm of penetration to 7.0 mm at 15-20 ms
+        with the fingers' keypoints within 3 px of the fit, and reaches 2.2 mm only by moving
+        them up to 70 px: the interlock is at the finger bases, where a finger's turn moves
+        little); refine_new_hands: a newly found hand's landmarks refined by one
+        landmark-tracking pass on the same frame (detect()); all False = the hands fitted
+        and placed alone, frame by frame, with the front end's first landmarks (the
+        behaviour before issue 19)."""
         from dir_ros.hand_contact import HandContact
         from dir_ros.hand_scale import ScaleHold
         from dir_ros.landmark_fit import HandFitter
@@ -75,6 +94,10 @@ class LandmarkPredictor:
         self._warm: dict[str, np.ndarray] = {}  # side -> last fit's params (warm start)
         self.scale = ScaleHold(enabled=scale_hold)  # held hand sizes (cleared by reset())
         self.contact: Optional[HandContact] = HandContact() if hand_contact else None
+        self.refine_new_hands = bool(refine_new_hands)
+        self.finger_step = bool(finger_step)
+        self.weights = {s: self.layers[s].th_weights.cpu().numpy().astype(np.float64)
+                        for s in SIDES}  # (V,16) skinning weights, for the finger step
 
     @classmethod
     def from_config(cls, config: Any) -> "LandmarkPredictor":
@@ -101,11 +124,35 @@ class LandmarkPredictor:
         """rgb (H,W,3) uint8, K (3,3) intrinsics or None -> FrameResult (both hands)."""
         rgb = require_rgb(rgb)
         t0 = time.perf_counter()
-        detections = self.detector(rgb)
+        detections = self.detect(rgb)
         t1 = time.perf_counter()
         result = self.hands_from_detections(detections, (rgb.shape[1], rgb.shape[0]), K)
         result.timings = {"detect_ms": 1e3 * (t1 - t0), **result.timings}
         return result
+
+    def detect(self, rgb: np.ndarray) -> dict[str, Any]:
+        """The hand front end on rgb (H,W,3) uint8: side -> detection.Detection; with
+        refine_new_hands and a front end that follows hands (video mode, track_landmarks),
+        hands found by a route other than FOLLOW_SOURCE (new or re-found) are refined."""
+        return self.refine(rgb, self.detector(rgb))
+
+    def refine(self, rgb: np.ndarray, detections: Mapping[str, Any]) -> dict[str, Any]:
+        """Detections of rgb with each newly found hand (source not FOLLOW_SOURCE) replaced
+        by the front end's landmark-tracking pass on the same frame (it follows the hand from
+        these first landmarks: the landmark model on its own landmarks' region, as on the
+        next frame; a side that pass loses keeps its first detection). One more front-end
+        call on the frames where a hand is (re)found, none otherwise; its route counts count
+        that pass too."""
+        detections = dict(detections)
+        if not (self.refine_new_hands and getattr(self.detector, "track_landmarks", False)
+                and any(d.source != FOLLOW_SOURCE for d in detections.values())):
+            return detections
+        again = self.detector(rgb)
+        for side, det in again.items():
+            if side in detections and detections[side].source != FOLLOW_SOURCE \
+                    and det.source == FOLLOW_SOURCE:
+                detections[side] = det
+        return detections
 
     def hands_from_detections(self, detections: Mapping[str, Any], image_size: tuple[int, int],
                               K: Optional[np.ndarray]) -> FrameResult:
@@ -131,7 +178,7 @@ class LandmarkPredictor:
                 if side not in ready:  # lost: its size is measured afresh when found again
                     self.scale.reset(side)
             t_contact = time.perf_counter()
-            coupled = self.contact is not None and K is not None and self._couple(hands)
+            coupled = self.contact is not None and K is not None and self._couple(hands, K)
             contact_ms = 1e3 * (time.perf_counter() - t_contact)
         found = [d.landmarks_px for d in detections.values()]
         box = detect_box(found) if found else geo.full_frame_box(*image_size)
@@ -142,7 +189,7 @@ class LandmarkPredictor:
             result.timings["contact_ms"] = contact_ms
         return result
 
-    def _couple(self, hands: dict[str, HandsResult]) -> bool:
+    def _couple(self, hands: dict[str, HandsResult], K: np.ndarray) -> bool:
         """Move two valid metric hands whose image regions meet by the coupling step's
         offsets (in place; hand_contact.HandContact); True when it ran (the regions met)."""
         left, right = hands["left"], hands["right"]
@@ -159,7 +206,32 @@ class LandmarkPredictor:
             hands[side] = replace(h, vertices=(h.vertices + d).astype(np.float32),
                                   joints=(h.joints + d).astype(np.float32),
                                   wrist_position=h.wrist_position + d)
+        if self.finger_step and self.contact.inside:  # left after moving whole hands
+            self._separate_fingers(hands, K)
         return True
+
+    def _separate_fingers(self, hands: dict[str, HandsResult], K: np.ndarray) -> None:
+        """The finger step (hand_contact.separate_pair) of two coupled hands, in place: the
+        turned fingers' vertices and keypoints, and their base joints' local rotations."""
+        from dir_ros.hand_contact import FINGER_BASE_JOINT, separate_pair
+
+        steps = separate_pair(*((hands[s].vertices, hands[s].joints, hands[s].faces,
+                                 self.weights[s]) for s in SIDES), K)
+        if steps is None:
+            return
+        for side, step in zip(SIDES, steps):
+            if not step.turns:
+                continue
+            h = hands[side]
+            pose = np.asarray(h.pose, np.float64).reshape(-1, 3).copy()
+            root = geo.axis_angle_to_matrix(pose[0])  # camera frame <- hand frame
+            for finger, turn in step.turns.items():
+                j = FINGER_BASE_JOINT[finger]  # a child of the root: local = root^T world
+                pose[j] = geo.matrix_to_axis_angle(
+                    root.T @ turn @ root @ geo.axis_angle_to_matrix(pose[j]))
+            hands[side] = replace(h, vertices=step.vertices.astype(np.float32),
+                                  joints=step.joints.astype(np.float32),
+                                  pose=pose.reshape(-1).astype(np.float32))
 
     def _target(self, side: str, det: Any, K: Optional[np.ndarray]
                 ) -> Optional[tuple[np.ndarray, np.ndarray]]:

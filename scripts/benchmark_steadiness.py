@@ -8,16 +8,22 @@ the pipeline's own). Per frame the hand front end runs once and its detections g
 landmark backends, as the node runs them (hands_from_detections is predict() after the
 detector; then the smoother with t = frame index / 30 Hz):
   * before: the behaviour before issue 19: hands fitted and placed alone, each frame's size
-    (scale_hold false, hand_contact false), the single-coefficient One-Euro filter with its
-    old defaults (smoothing one_euro_single);
-  * after: the defaults (held hand size, coupling of meeting hands, per-signal One-Euro).
+    (scale_hold false, hand_contact false), the front end's first landmarks of a new hand
+    (refine_new_hands false), the single-coefficient One-Euro filter with its old defaults
+    (smoothing one_euro_single);
+  * after: the defaults (held hand size, coupling of meeting hands and the finger step of
+    interlocked fingers, a new hand's landmarks refined by a tracking pass on its first
+    frame (LandmarkPredictor.refine: one more front-end call on that frame, on the shared
+    front end, so the before variant follows the refined hand from the next frame on),
+    per-signal One-Euro).
 Per clip and hand: frames with the hand found (valid, metric), mean wrist jitter and mean
 root-relative joint jitter (||x[t+1] - 2 x[t] + x[t-1]||, mm/frame^2, over the frames whose
 three samples have the hand; dir_ros.eval.clips.second_difference_norm).
 Contact: each photo as a single frame (its own size, K from a 60 degree field of view, a
 fresh backend state): the deepest vertex of one hand inside the other (nearest-surface-normal
-test, both ways; dir_ros.hand_contact.contact_report), how many are inside, and the smallest
-vertex distance, before and after.
+test, both ways; dir_ros.hand_contact.contact_report), how many are inside, the smallest
+vertex distance, the keypoints' mean distance from the image landmarks and the coupling's
+cost, before, after, and after with the finger step (after+fingers; off by default).
 Writes the figures to --out (JSON) and a line plot of the wrist depth over the frames
 (before/after, every clip and hand) to --plot; prints the tables and `cat /proc/loadavg`.
 Usage: tools/ros_env.sh python scripts/benchmark_steadiness.py [--samples]
@@ -37,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the source tree's dir_ros
 
 from dir_ros.eval.clips import CLIP_RATE_HZ, DriftingClip, second_difference_norm  # noqa: E402
-from dir_ros.geometry import pinhole_K  # noqa: E402
+from dir_ros.geometry import pinhole_K, project_points  # noqa: E402
 from dir_ros.hand_contact import contact_report  # noqa: E402
 from dir_ros.results import SIDES  # noqa: E402
 from dir_ros.smoothing import make_smoother  # noqa: E402
@@ -49,6 +55,11 @@ VARIANTS = {
     "before": ({"scale_hold": False, "hand_contact": False}, "one_euro_single"),
     "after": ({}, "one_euro"),
 }
+# The contact figures' extra run: the after variant with the finger step of interlocked
+# fingers (LandmarkPredictor.finger_step, off by default: its cost and 2D change are shown).
+FINGER_VARIANT = "after+fingers"
+# LandmarkPredictor attributes of the variants beyond the predictor config.
+VARIANT_ATTRIBUTES = {"before": {"refine_new_hands": False}, "after": {}}
 # Issue 19's targets (mm/frame^2, mm, share of frames).
 TARGET_WRIST_JITTER_MM = 3.0
 TARGET_JOINT_JITTER_MM = 1.5
@@ -75,6 +86,8 @@ def build_predictors() -> dict[str, Any]:
     preds: dict[str, Any] = {}
     for name, (overrides, _) in VARIANTS.items():
         pred = LandmarkPredictor.from_config(overrides)
+        for key, value in VARIANT_ATTRIBUTES[name].items():
+            setattr(pred, key, value)
         if preds:  # one front end: both variants see the same detections
             pred.detector = next(iter(preds.values())).detector
         preds[name] = pred
@@ -102,9 +115,11 @@ def run_clip(photo: np.ndarray, preds: dict[str, Any], bar: Any) -> dict[str, An
     for i, frame in enumerate(clip.frames()):
         t0 = time.perf_counter()
         detections = detector(frame)
+        # the after variant's refinement of new hands (the before variant's is off)
+        refined = {name: pred.refine(frame, detections) for name, pred in preds.items()}
         timings["detect_ms"].append(1e3 * (time.perf_counter() - t0))
         for name, pred in preds.items():
-            result = pred.hands_from_detections(detections, clip.size_wh, clip.K)
+            result = pred.hands_from_detections(refined[name], clip.size_wh, clip.K)
             if name == "after":
                 timings["fit_ms"].append(result.timings["fit_ms"])
                 if "contact_ms" in result.timings:  # the frames where the coupling ran
@@ -131,15 +146,30 @@ def run_clip(photo: np.ndarray, preds: dict[str, Any], bar: Any) -> dict[str, An
     return out
 
 
+def reprojection_px(hand: Any, K: np.ndarray) -> float:
+    """Mean distance (px) of a hand's 21 keypoints, projected through K, from its image
+    landmarks (the 2D evidence)."""
+    px = project_points(np.asarray(hand.joints, np.float64), K)
+    return float(np.linalg.norm(px - np.asarray(hand.keypoints_2d, np.float64), axis=1).mean())
+
+
 def contact_figures(photo: np.ndarray, preds: dict[str, Any]) -> dict[str, Any]:
-    """Per variant: penetration (mm), vertices inside, smallest vertex distance (mm) of the
-    photo as one frame (None when not both hands are found)."""
+    """Per variant (and the after variant with the finger step on, FINGER_VARIANT):
+    penetration (mm), vertices inside, smallest vertex distance (mm), wrist depth gap (mm),
+    the keypoints' mean reprojection distance from the landmarks (px, per side) and the
+    coupling's cost (ms) of the photo as one frame (None when not both hands are found)."""
     h, w = photo.shape[:2]
     K = pinhole_K(w, h)
+    runs = [(name, pred, False) for name, pred in preds.items()] \
+        + [(FINGER_VARIANT, preds["after"], True)]
     out = {}
-    for name, pred in preds.items():
+    for name, pred, fingers in runs:
         pred.reset()
-        result = pred.predict(photo, K)
+        pred.finger_step = fingers
+        try:
+            result = pred.predict(photo, K)
+        finally:
+            pred.finger_step = False
         left, right = result.left, result.right
         if not (left.valid and right.valid and left.metric and right.metric):
             out[name] = None
@@ -149,7 +179,9 @@ def contact_figures(photo: np.ndarray, preds: dict[str, Any]) -> dict[str, Any]:
                      "inside_vertices": rep.inside_count,
                      "min_distance_mm": M_TO_MM * rep.min_distance_m,
                      "wrist_depth_gap_mm": M_TO_MM * abs(float(left.wrist_position[2]
-                                                              - right.wrist_position[2]))}
+                                                              - right.wrist_position[2])),
+                     "reprojection_px": {s: reprojection_px(result.hand(s), K) for s in SIDES},
+                     "contact_ms": result.timings.get("contact_ms")}
     return out
 
 
@@ -222,16 +254,20 @@ def main() -> None:
                   f"{b['joint_jitter_mm']:>14.2f} {a['joint_jitter_mm']:>13.2f}")
     print(f"\ncontact, photos as single frames (targets: penetration <= {TARGET_PENETRATION_MM} "
           f"mm; in contact smallest distance < {TARGET_CONTACT_DISTANCE_MM} mm):")
-    print(f"{'photo':<28} {'variant':<7} {'penetr. mm':>10} {'inside':>7} {'min dist mm':>12} "
-          f"{'wrist dz mm':>12}")
+    print(f"{'photo':<28} {'variant':<13} {'penetr. mm':>10} {'inside':>7} "
+          f"{'min dist mm':>12} {'wrist dz mm':>12} {'reproj px L/R':>14} {'contact ms':>10}")
     for photo_name, data in contacts.items():
         for name, fig_data in data.items():
             if fig_data is None:
-                print(f"{photo_name:<28} {name:<7} {'(not both hands found)':>40}")
+                print(f"{photo_name:<28} {name:<13} {'(not both hands found)':>40}")
                 continue
-            print(f"{photo_name:<28} {name:<7} {fig_data['penetration_mm']:>10.1f} "
+            ms = fig_data["contact_ms"]
+            reproj = fig_data["reprojection_px"]
+            print(f"{photo_name:<28} {name:<13} {fig_data['penetration_mm']:>10.1f} "
                   f"{fig_data['inside_vertices']:>7d} {fig_data['min_distance_mm']:>12.1f} "
-                  f"{fig_data['wrist_depth_gap_mm']:>12.1f}")
+                  f"{fig_data['wrist_depth_gap_mm']:>12.1f} "
+                  f"{reproj['left']:>6.1f}/{reproj['right']:<7.1f} "
+                  f"{'-' if ms is None else f'{ms:.1f}':>10}")
     timing = {k: statistics.median(c["timings_median_ms"][k] for c in clips.values()
                                    if k in c["timings_median_ms"])
               for k in ("detect_ms", "fit_ms", "contact_ms")

@@ -8,8 +8,11 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dir_ros import geometry as geo
-from dir_ros.hand_contact import (HandContact, contact_report, penetration, regions_meet,
+from dir_ros.hand_contact import (FINGER_BASE_JOINT, HandContact, contact_report,
+                                  finger_weights, penetration, regions_meet, separate_pair,
                                   vertex_normals)
+from dir_ros.hand_model import MANO_TO_KEYPOINT
+from dir_ros.results import HandsResult
 from dir_ros.hand_model import build_hand_layers
 from dir_ros.landmark_backend import LandmarkPredictor
 from test_landmark_backend import FakeDetector, _detection
@@ -156,3 +159,105 @@ def test_backend_leaves_separate_hands_unchanged() -> None:
     for side in ("left", "right"):
         assert np.array_equal(alone.hand(side).vertices, joint.hand(side).vertices)
         assert np.array_equal(alone.hand(side).wrist_position, joint.hand(side).wrist_position)
+
+
+WEIGHTS = {s: LAYERS[s].th_weights.numpy().astype(np.float64) for s in ("left", "right")}
+FINGERS_INTO_M = 0.008  # the interlock of the finger-step tests: 8 mm past first touch
+
+
+def _interlocked_pair() -> tuple[tuple, tuple]:
+    """The pair of _overlapping_pair with the right hand FINGERS_INTO_M past first touch: the
+    two thumbs and the right index meet the left hand's fingers, 6.6 mm deep (measured)."""
+    left = _hand("left", np.array([-0.08, 0.0, DEPTH]))
+    right0 = _hand("right", np.array([0.08, 0.0, DEPTH]))
+    _, _, touch = _overlapping_pair()
+    shift = np.array([0.0, 0.0, touch - FINGERS_INTO_M])
+    return left, (right0[0] + shift, right0[1] + shift, right0[2])
+
+
+def test_finger_base_constants_match_the_hand_model() -> None:
+    """The finger step's base joints are MANO's fingers' first joints (root children), and its
+    base keypoints their contract keypoints (each finger's four keypoints follow it)."""
+    from dir_ros.hand_contact import _FINGER_BASE_KEYPOINT, _KEYPOINTS_PER_FINGER
+
+    for f, (joint, kp) in enumerate(zip(FINGER_BASE_JOINT, _FINGER_BASE_KEYPOINT)):
+        assert joint == 1 + 3 * f and MANO_TO_KEYPOINT[kp] == joint
+        assert MANO_TO_KEYPOINT[kp + 1] == joint + 1 and MANO_TO_KEYPOINT[kp + 2] == joint + 2
+        assert MANO_TO_KEYPOINT[kp + _KEYPOINTS_PER_FINGER - 1] >= 16  # its tip
+    fw = finger_weights(WEIGHTS["left"])
+    np.testing.assert_allclose(fw.sum(1) + WEIGHTS["left"][:, 0], 1.0, atol=1e-5)
+
+
+def test_finger_step_separates_interlocked_fingers_and_keeps_their_2d() -> None:
+    """Fingers 8 mm into the other hand (6.6 mm deepest vertex): the finger step leaves at
+    most 3 mm (measured: 0.006), the hands still in contact (smallest vertex distance < 2 cm),
+    each keypoint within 3 px of its projection before (measured: 2.2 px), the wrist and the
+    palm's vertices (no skinning weight on a turned finger) where they were."""
+    left, right = _interlocked_pair()
+    before = contact_report(left[1], left[2], right[1], right[2])
+    assert before.max_penetration_m > 5e-3
+    out = separate_pair((left[1], left[0], left[2], WEIGHTS["left"]),
+                        (right[1], right[0], right[2], WEIGHTS["right"]), K)
+    assert out is not None and any(step.turns for step in out)
+    after = contact_report(out[0].vertices, left[2], out[1].vertices, right[2])
+    assert after.max_penetration_m <= 3e-3 and after.min_distance_m < 0.02
+    for step, hand, side in zip(out, (left, right), ("left", "right")):
+        moved = np.abs(geo.project_points(step.joints, K) - geo.project_points(hand[0], K))
+        assert moved.max() < 3.0
+        np.testing.assert_array_equal(step.joints[0], hand[0][0])
+        untouched = finger_weights(WEIGHTS[side])[:, list(step.turns)].sum(1) == 0.0
+        np.testing.assert_array_equal(step.vertices[untouched], hand[1][untouched])
+        for rot in step.turns.values():
+            np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)
+
+
+def test_finger_step_leaves_apart_and_touching_hands_alone() -> None:
+    """Hands apart, or touching without penetration: no finger step (None)."""
+    far = [_hand(s, np.array([x, 0.0, DEPTH])) for s, x in (("left", -0.25), ("right", 0.25))]
+    _, _, touch = _overlapping_pair()
+    left = _hand("left", np.array([-0.08, 0.0, DEPTH]))
+    right = _hand("right", np.array([0.08, 0.0, DEPTH + touch]))
+    for a, b in (far, (left, right)):
+        assert separate_pair((a[1], a[0], a[2], WEIGHTS["left"]),
+                             (b[1], b[0], b[2], WEIGHTS["right"]), K) is None
+
+
+def test_backend_finger_step_updates_vertices_joints_and_base_rotations() -> None:
+    """The backend's finger step (finger_step on) on two interlocked hands: penetration at
+    most 3 mm; each turned finger's base joint's local rotation takes the turn (the root's
+    frame: root^T turn root local), the other joints' and the root's pose unchanged."""
+    left, right = _interlocked_pair()
+    pred = LandmarkPredictor(FakeDetector({}), LAYERS, 0.5, (0.05, 10.0), finger_step=True)
+    root = PALMS_TO_CAMERA
+    hands = {}
+    for side, hand in (("left", left), ("right", right)):
+        pose = np.concatenate([geo.matrix_to_axis_angle(root), np.zeros(45)])
+        hands[side] = HandsResult(
+            side=side, valid=True, confidence=1.0, vertices=hand[1].astype(np.float32),
+            joints=hand[0].astype(np.float32), wrist_position=hand[0][0].copy(),
+            wrist_quat=geo.matrix_to_quat(root), metric=True, pose=pose.astype(np.float32),
+            shape=np.zeros(10, np.float32),
+            keypoints_2d=geo.project_points(hand[0], K).astype(np.float32), faces=hand[2])
+    before = {s: h.pose.copy() for s, h in hands.items()}
+    pred._separate_fingers(hands, K)
+    rep = contact_report(hands["left"].vertices, left[2], hands["right"].vertices, right[2])
+    assert rep.max_penetration_m <= 3e-3
+    changed = 0
+    for side in ("left", "right"):
+        pose, old = hands[side].pose.reshape(16, 3), before[side].reshape(16, 3)
+        np.testing.assert_array_equal(pose[0], old[0])
+        for j in range(1, 16):
+            if j not in FINGER_BASE_JOINT:
+                np.testing.assert_array_equal(pose[j], old[j])
+        for f, j in enumerate(FINGER_BASE_JOINT):
+            if np.allclose(pose[j], old[j], atol=1e-7):
+                continue
+            changed += 1
+            kp = [k for k, m in enumerate(MANO_TO_KEYPOINT) if m == j][0]
+            # the turn carries the finger's next keypoint about its base keypoint
+            local = geo.axis_angle_to_matrix(pose[j].astype(np.float64))
+            turn = root @ local @ root.T  # the world turn (old local: identity)
+            src = left if side == "left" else right
+            want = src[0][kp] + (src[0][kp + 1] - src[0][kp]) @ turn.T
+            np.testing.assert_allclose(hands[side].joints[kp + 1], want, atol=1e-5)
+    assert changed > 0

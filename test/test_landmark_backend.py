@@ -199,3 +199,67 @@ def test_reset_forgets_the_held_size() -> None:
     pred.predict(IMAGE, K)
     pred.reset()
     assert pred.scale.size("right") is None
+
+
+class _TrackingDetector:
+    """A front end that follows hands (track_landmarks): the queued detections, one dict a
+    call (the last one repeats); counts its calls."""
+
+    track_landmarks = True
+
+    def __init__(self, *frames: dict) -> None:
+        self.frames = list(frames)
+        self.calls = 0
+
+    def __call__(self, rgb: np.ndarray) -> dict:
+        self.calls += 1
+        return self.frames[min(self.calls, len(self.frames)) - 1]
+
+    def reset(self) -> None:
+        self.calls = 0
+
+
+def test_new_hand_refined_by_a_tracking_pass_on_its_first_frame() -> None:
+    """A hand found by another route than 'follow' (a new hand) takes the front end's second
+    pass on the same frame (its 'follow' landmarks); a followed hand, refine_new_hands off, or
+    a front end that does not follow hands: one call, the first landmarks."""
+    rot = Rotation.from_euler("xyz", [20, -30, 10], degrees=True).as_matrix()
+    first_joints, _ = _true_hand("left", rot, np.array([0.0, 0.0, 0.5]), 7)
+    better_joints, _ = _true_hand("left", rot, np.array([0.01, 0.0, 0.5]), 7)
+    first = {"left": _detection("left", first_joints, K)}  # source 'palm'
+    followed = _detection("left", better_joints, K)
+    followed.source = "follow"
+    image = np.zeros((480, 640, 3), np.uint8)
+
+    det = _TrackingDetector(first, {"left": followed})
+    pred = LandmarkPredictor(det, LAYERS, 0.5, (0.05, 10.0))
+    out = pred.predict(image, K)
+    assert det.calls == 2
+    np.testing.assert_allclose(out.left.keypoints_2d, followed.landmarks_px, atol=1e-3)
+    assert out.left.source == "follow"
+
+    det = _TrackingDetector({"left": followed}, first)  # already followed: no second pass
+    out = LandmarkPredictor(det, LAYERS, 0.5, (0.05, 10.0)).predict(image, K)
+    assert det.calls == 1 and out.left.source == "follow"
+
+    det = _TrackingDetector(first, {"left": followed})
+    out = LandmarkPredictor(det, LAYERS, 0.5, (0.05, 10.0),
+                            refine_new_hands=False).predict(image, K)
+    assert det.calls == 1
+    np.testing.assert_allclose(out.left.keypoints_2d, first["left"].landmarks_px, atol=1e-3)
+
+    det = _TrackingDetector(first, {})  # the second pass loses it: the first detection stays
+    out = LandmarkPredictor(det, LAYERS, 0.5, (0.05, 10.0)).predict(image, K)
+    assert det.calls == 2 and out.left.valid and out.left.source == "palm"
+
+    calls = []
+
+    def plain(rgb: np.ndarray) -> dict:
+        """A front end without track_landmarks (a still-image one)."""
+        calls.append(1)
+        return first
+
+    pred = LandmarkPredictor(FakeDetector(first), LAYERS, 0.5, (0.05, 10.0))
+    pred.detector = plain
+    pred.predict(image, K)
+    assert len(calls) == 1
