@@ -4,17 +4,17 @@
 Steadiness: each photo (../shared/images, optionally ../shared/samples) becomes a clip
 (dir_ros.eval.clips.DriftingClip: the photo in a 640x480 frame drifting 0.5 px per frame, 60
 frames, K from a 60 degree field of view: a near-constant motion, so any second difference is
-the pipeline's own). Per frame the hand front end runs once and its detections go to two
-landmark backends, as the node runs them (hands_from_detections is predict() after the
-detector; then the smoother with t = frame index / 30 Hz):
+the pipeline's own). Per frame each variant's own hand front end (the same configuration;
+its own tracking state, which the after variant's refinement of new hands changes) and its
+landmark backend run, as the node runs them (predict(); then the smoother with t = frame
+index / 30 Hz):
   * before: the behaviour before issue 19: hands fitted and placed alone, each frame's size
     (scale_hold false, hand_contact false), the front end's first landmarks of a new hand
     (refine_new_hands false), the single-coefficient One-Euro filter with its old defaults
     (smoothing one_euro_single);
   * after: the defaults (held hand size, coupling of meeting hands and the finger step of
-    interlocked fingers, a new hand's landmarks refined by a tracking pass on its first
-    frame (LandmarkPredictor.refine: one more front-end call on that frame, on the shared
-    front end, so the before variant follows the refined hand from the next frame on),
+    interlocked fingers off by default, a new hand's landmarks refined by a tracking pass
+    on its first frame (LandmarkPredictor.refine: one more front-end call on that frame),
     per-signal One-Euro).
 Per clip and hand: frames with the hand found (valid, metric), mean wrist jitter and mean
 root-relative joint jitter (||x[t+1] - 2 x[t] + x[t-1]||, mm/frame^2, over the frames whose
@@ -80,7 +80,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def build_predictors() -> dict[str, Any]:
-    """One landmark backend per variant, all sharing the first one's hand front end."""
+    """One landmark backend per variant, each with its own hand front end."""
     from dir_ros.landmark_backend import LandmarkPredictor
 
     preds: dict[str, Any] = {}
@@ -88,8 +88,6 @@ def build_predictors() -> dict[str, Any]:
         pred = LandmarkPredictor.from_config(overrides)
         for key, value in VARIANT_ATTRIBUTES[name].items():
             setattr(pred, key, value)
-        if preds:  # one front end: both variants see the same detections
-            pred.detector = next(iter(preds.values())).detector
         preds[name] = pred
     return preds
 
@@ -107,19 +105,17 @@ def run_clip(photo: np.ndarray, preds: dict[str, Any], bar: Any) -> dict[str, An
     smoothers = {name: make_smoother(VARIANTS[name][1]) for name in preds}
     for pred in preds.values():
         pred.reset()
-    detector = next(iter(preds.values())).detector
     joints = {n: {s: np.full((clip.n_frames, 21, 3), np.nan) for s in SIDES} for n in preds}
     timings: dict[str, list[float]] = {"detect_ms": [], "fit_ms": [], "contact_ms": []}
     import time
 
     for i, frame in enumerate(clip.frames()):
-        t0 = time.perf_counter()
-        detections = detector(frame)
-        # the after variant's refinement of new hands (the before variant's is off)
-        refined = {name: pred.refine(frame, detections) for name, pred in preds.items()}
-        timings["detect_ms"].append(1e3 * (time.perf_counter() - t0))
         for name, pred in preds.items():
-            result = pred.hands_from_detections(refined[name], clip.size_wh, clip.K)
+            t0 = time.perf_counter()
+            detections = pred.detect(frame)  # the after variant refines new hands
+            if name == "after":
+                timings["detect_ms"].append(1e3 * (time.perf_counter() - t0))
+            result = pred.hands_from_detections(detections, clip.size_wh, clip.K)
             if name == "after":
                 timings["fit_ms"].append(result.timings["fit_ms"])
                 if "contact_ms" in result.timings:  # the frames where the coupling ran
