@@ -8,7 +8,7 @@ otherwise): no geometry_msgs/Point objects, no per-field Python conversions.
 from __future__ import annotations
 
 import array
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from geometry_msgs.msg import Point, TransformStamped
@@ -69,18 +69,34 @@ def to_point_cloud(result: FrameResult, header: Header) -> PointCloud2:
     return msg
 
 
-def wrist_transforms(result: FrameResult, header: Header, prefix: str) -> list[TransformStamped]:
-    """TransformStamped `<prefix>{left,right}_wrist` under the header frame for valid hands."""
+# One extra TF frame: (child frame id, translation (3,) m, rotation (4,) xyzw), in the
+# header frame (dir_ros.ros.robot_outputs: the keypoint frames of publish_joint_tf).
+Frame = tuple[str, np.ndarray, np.ndarray]
+
+
+def _tf_entries(result: FrameResult, prefix: str, wrists: bool,
+                frames: Sequence[Frame]) -> list[Frame]:
+    """The frames of one TFMessage: `<prefix>{left,right}_wrist` of the valid hands (when
+    `wrists`), then `frames` as given."""
+    out: list[Frame] = []
+    if wrists:
+        out = [(f"{prefix}{h.side}_wrist", h.wrist_position, h.wrist_quat)
+               for h in result.hands() if h.valid]
+    return out + list(frames)
+
+
+def wrist_transforms(result: FrameResult, header: Header, prefix: str, wrists: bool = True,
+                     frames: Sequence[Frame] = ()) -> list[TransformStamped]:
+    """TransformStamped `<prefix>{left,right}_wrist` under the header frame for valid hands
+    (when `wrists`), then one per extra frame (child id, translation m, rotation xyzw)."""
     out = []
-    for hand in result.hands():
-        if not hand.valid:
-            continue
+    for child, position, quat in _tf_entries(result, prefix, wrists, frames):
         t = TransformStamped()
         t.header = header
-        t.child_frame_id = f"{prefix}{hand.side}_wrist"
+        t.child_frame_id = child
         tr, rot = t.transform.translation, t.transform.rotation
-        tr.x, tr.y, tr.z = (float(v) for v in hand.wrist_position)
-        rot.x, rot.y, rot.z, rot.w = (float(v) for v in hand.wrist_quat)
+        tr.x, tr.y, tr.z = (float(v) for v in np.reshape(position, 3))
+        rot.x, rot.y, rot.z, rot.w = (float(v) for v in np.reshape(quat, 4))
         out.append(t)
     return out
 
@@ -125,19 +141,20 @@ def two_hand_mesh_cdr(result: FrameResult, header: Header) -> bytes:
     return w.bytes()
 
 
-def tf_message_cdr(result: FrameResult, header: Header, prefix: str) -> Optional[bytes]:
-    """Serialised tf2_msgs/TFMessage of wrist_transforms' transforms (valid hands); None
-    when no hand is valid (nothing to publish)."""
-    hands = [h for h in result.hands() if h.valid]
-    if not hands:
+def tf_message_cdr(result: FrameResult, header: Header, prefix: str, wrists: bool = True,
+                   frames: Sequence[Frame] = ()) -> Optional[bytes]:
+    """Serialised tf2_msgs/TFMessage of wrist_transforms' transforms (the valid hands'
+    wrists when `wrists`, then `frames`); None when that is no frame (nothing to publish)."""
+    entries = _tf_entries(result, prefix, wrists, frames)
+    if not entries:
         return None
     w = CdrWriter()
-    w.pack("I", len(hands))
-    for hand in hands:
+    w.pack("I", len(entries))
+    for child, position, quat in entries:
         w.header(header)
-        w.string(f"{prefix}{hand.side}_wrist")
-        w.array(np.reshape(hand.wrist_position, 3), "<f8")  # translation x y z
-        w.array(np.reshape(hand.wrist_quat, 4), "<f8")  # rotation x y z w
+        w.string(child)
+        w.array(np.reshape(position, 3), "<f8")  # translation x y z
+        w.array(np.reshape(quat, 4), "<f8")  # rotation x y z w
     return w.bytes()
 
 
@@ -171,9 +188,11 @@ class FastMessages:
         result, header = _check_sample()
         self.mesh_enabled = check_against_rclpy(two_hand_mesh_cdr(result, header),
                                                 to_two_hand_mesh(result, header))
+        extra = [("check/left_index_tip", np.array([0.25, -0.5, 1.5]),
+                  np.array([0.0, 0.6, 0.0, 0.8]))]  # a keypoint frame (publish_joint_tf)
         self.tf_enabled = tf_message_type is not None and check_against_rclpy(
-            tf_message_cdr(result, header, "check/") or b"",
-            tf_message_type(transforms=wrist_transforms(result, header, "check/")))
+            tf_message_cdr(result, header, "check/", True, extra) or b"",
+            tf_message_type(transforms=wrist_transforms(result, header, "check/", True, extra)))
 
     def mesh(self, result: FrameResult, header: Header) -> Union[bytes, TwoHandMesh]:
         """TwoHandMesh of one frame: CDR bytes, or the rclpy message (fallback)."""
@@ -181,12 +200,13 @@ class FastMessages:
             return two_hand_mesh_cdr(result, header)
         return to_two_hand_mesh(result, header)
 
-    def tf(self, result: FrameResult, header: Header, prefix: str) -> Optional[Any]:
-        """TFMessage of the valid hands' wrists (bytes or the rclpy message); None when no
-        hand is valid or tf2_msgs is missing."""
+    def tf(self, result: FrameResult, header: Header, prefix: str, wrists: bool = True,
+           frames: Sequence[Frame] = ()) -> Optional[Any]:
+        """TFMessage of the valid hands' wrists (when `wrists`) and the extra `frames` (bytes
+        or the rclpy message); None when that is no frame or tf2_msgs is missing."""
         if self.tf_enabled:
-            return tf_message_cdr(result, header, prefix)
-        transforms = wrist_transforms(result, header, prefix)
+            return tf_message_cdr(result, header, prefix, wrists, frames)
+        transforms = wrist_transforms(result, header, prefix, wrists, frames)
         if not transforms or self._tf_type is None:
             return None
         return self._tf_type(transforms=transforms)

@@ -1,4 +1,6 @@
-"""hands_node: camera image -> two reconstructed hands (TwoHandMesh, markers, TF, diagnostics).
+"""hands_node: camera image -> two reconstructed hands (TwoHandMesh, markers, TF, diagnostics),
+and for a robot (dir_ros.ros.robot_outputs): grasp state (hands/grasp), robot-hand joint
+commands (hands/<side>/joint_commands, `retarget`) and keypoint frames in TF (`publish_joint_tf`).
 
 Threading: the subscription callback only drops the newest message into a one-slot mailbox
 (an older unprocessed one is replaced and counted as dropped); a worker thread decodes,
@@ -48,7 +50,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState, PointCloud2
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -61,10 +63,12 @@ from dir_ros.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MA
 from dir_ros.results import PLACEMENT_NAMES, FrameResult
 from dir_ros import smoothing as S
 from dir_ros.hand_model import HandModelError
-from dir_ros.msg import TwoHandMesh
+from dir_ros.msg import TwoHandGrasp, TwoHandMesh
 from dir_ros.ros.depth_input import DepthInput, stamp_seconds
 from dir_ros.ros.dds_profile import profile_in_use, use_package_profile
 from dir_ros.ros.messages import FastMessages, rgb_to_image, to_point_cloud
+from dir_ros.ros.robot_outputs import JOINT_TF_MODES, RobotOutputs
+from dir_ros.robot.retarget import RETARGET_CHOICES, RetargetConfigError
 from dir_ros.ros.stage_timing import StageTimes, format_stage
 from dir_ros.ros.stamp_pairing import Released, StampPairer
 from dir_ros.ros.transport_loss import TransportLossEstimator
@@ -79,9 +83,11 @@ LOG_THROTTLE_S = 5.0  # at most one repeated error log per this many seconds
 # see TRANSPORT_MAX_S), queue = callback -> worker, then the worker's stages; the predictor's
 # own steps follow as predict_<step> (crop, network, post for DIR); total = callback -> last
 # publish (the latency).
+# grasp = hands/grasp built and published; retarget = both hands' robot joint commands
+# computed (dex-retargeting) and published (publish_grasp / retarget).
 NODE_STAGES = ("transport", "queue", "decode", "intrinsics", "predict", "depth", "smoothing",
                "mesh_build", "mesh_publish", "markers_build", "markers_publish", "points",
-               "tf", "debug_image", "total")
+               "tf", "grasp", "retarget", "debug_image", "total")
 # A stamp -> callback difference outside [0, TRANSPORT_MAX_S] s is not transport: the camera
 # stamps with another clock (a device clock, a bag's time) and the stage is not timed.
 TRANSPORT_MAX_S = 5.0
@@ -258,6 +264,25 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("one_euro_d_cutoff", S.SIGNAL_D_CUTOFF_HZ, "smoothing one_euro: cutoff (Hz) of "
               "every signal's speed estimate.",
               value_range=(MIN_ONE_EURO_CUTOFF_HZ, 100.0, True)),
+    ParamSpec("scale_hold", bool(P.DEFAULT_CONFIG["scale_hold"]), "Landmark backend: each "
+              "hand keeps its size from frame to frame (its world landmarks rescaled to the "
+              "held size; cleared by ~/reset).", read_only=True),
+    ParamSpec("hand_contact", bool(P.DEFAULT_CONFIG["hand_contact"]), "Landmark backend: two "
+              "hands whose image regions meet are moved together (touching, not passing "
+              "through each other).", read_only=True),
+    ParamSpec("publish_joint_tf", "none", "Keypoint frames on /tf beside the wrists, for the "
+              "valid metric hands: <frame_prefix><side>_<finger>_tip (fingertips) or every "
+              "keypoint but the wrist (all; <side>_<finger>_<cmc|mcp|ip|pip|dip|tip>); at the "
+              "keypoint, x along the bone toward it.", choices=JOINT_TF_MODES, read_only=True),
+    ParamSpec("retarget", "none", "Robot-hand joint commands (sensor_msgs/JointState on "
+              "hands/<side>/joint_commands, dex-retargeting): none, a bundled robot "
+              f"({', '.join(c for c in RETARGET_CHOICES if c != 'none')}), or the path of a "
+              "dex-retargeting YAML ('{side}' in it becomes left / right).", read_only=True),
+    ParamSpec("retarget_urdf_dir", "", "Folder the retargeting configs' urdf_path is relative "
+              "to; '' = the bundled config/robot_hands.", read_only=True),
+    ParamSpec("publish_grasp", True, "Publish hands/grasp (dir_ros/TwoHandGrasp: fingertip "
+              "distances, aperture and a pinch flag per hand) for every processed frame.",
+              read_only=True),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -290,6 +315,9 @@ def check_param(name: str, value: Any, values: Optional[dict[str, Any]] = None) 
         error = _roi_problem(value)
         if error:
             return f"parameter 'roi': {error}"
+    if name == "retarget" and not (isinstance(value, str) and value.strip()):
+        return (f"parameter 'retarget': {value!r} is empty; use one of "
+                f"{', '.join(RETARGET_CHOICES)} or the path of a dex-retargeting YAML")
     if name == "frame_prefix" and not (isinstance(value, str)
                                        and FRAME_PREFIX_PATTERN.fullmatch(value)):
         return (f"parameter 'frame_prefix': {value!r} does not make a valid TF frame id "
@@ -516,8 +544,17 @@ class HandsNode(Node):
             raise ConfigError(error)
         predictor_config = ({k: cfg[k] for k in (
             "backend", "weights", "model_config", "hand_model", "device", "precision", "runtime",
-            "export_cache", "min_confidence", "crop", "mirrored_input")}
+            "export_cache", "min_confidence", "crop", "mirrored_input", "scale_hold",
+            "hand_contact")}
             | {"roi": list(cfg["roi"]) if cfg["crop"] == "roi" else []})
+        # robot outputs first (quick): a retargeting config or URDF that cannot be used is
+        # refused in one line naming the file before the model loads
+        try:
+            self._robot = RobotOutputs.from_params(
+                cfg["publish_joint_tf"], cfg["retarget"], cfg["retarget_urdf_dir"],
+                bool(cfg["publish_grasp"]))
+        except RetargetConfigError as e:
+            raise ConfigError(f"parameter 'retarget': {e}") from e
         # the inference thread builds the predictor (see _work) and then serves the mailbox
         self._built = threading.Event()
         self._build_error: Optional[BaseException] = None
@@ -540,7 +577,9 @@ class HandsNode(Node):
         self.get_logger().info(
             f"ready: {self._image_topic} -> {self.resolve_topic_name('hands')} on "
             f"{self.device_name} ({self.precision}), backend {self.backend}"
-            + (f", crop {cfg['crop']}" if self.backend == "dir" else ""))
+            + (f", crop {cfg['crop']}" if self.backend == "dir" else "")
+            + (f", retarget {cfg['retarget']} -> hands/<side>/joint_commands"
+               if self._robot.retargeters is not None else ""))
 
     # ---- parameters
     def _declare(self) -> None:
@@ -679,6 +718,11 @@ class HandsNode(Node):
         self.pub_debug: Optional[Any] = None
         self._set_debug_publisher(bool(self.cfg["publish_debug_image"]))
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", out_qos)
+        self.pub_grasp = (self.create_publisher(TwoHandGrasp, "hands/grasp", out_qos)
+                          if self._robot.grasp is not None else None)
+        self.pub_joints = {side: self.create_publisher(JointState,
+                                                       f"hands/{side}/joint_commands", out_qos)
+                           for side in self._robot.joint_names()}
         self.pub_tf = None
         try:
             from tf2_msgs.msg import TFMessage
@@ -945,7 +989,8 @@ class HandsNode(Node):
 
     def _reset_state(self) -> None:
         """(Worker, under the lock, between frames.) ~/reset: forget every per-stream state
-        (the predictor's tracking / warm start, the smoother, the depth pairing, the
+        (the predictor's tracking / warm start, the smoother, the depth pairing, the pinch
+        flags and the retargeting optimisers, the
         transport loss window, a frame not yet processed), then tell the service."""
         request, self._reset_request = self._reset_request, None
         try:
@@ -960,6 +1005,7 @@ class HandsNode(Node):
                     self.smoother = self._make_smoother(self.cfg)
             if self._pairer is not None:
                 self._pairer.reset()
+            self._robot.reset()
             self._loss.reset()
             if self._mailbox is not None:
                 self._mailbox = None
@@ -982,7 +1028,8 @@ class HandsNode(Node):
         if done.wait(RESET_WAIT_S):
             response.success = True
             response.message = ("per-stream state cleared: tracking and warm start, "
-                                "smoothing, depth pairing, transport loss window")
+                                "smoothing, depth pairing, grasp and retargeting state, "
+                                "transport loss window")
         else:
             response.success = False
             response.message = (f"the frame in progress did not end within {RESET_WAIT_S:g} s: "
@@ -1052,14 +1099,24 @@ class HandsNode(Node):
         if self.pub_points is not None:
             self.pub_points.publish(to_point_cloud(result, header))
             timer.lap("points")
-        if self.cfg["publish_tf"] and self.pub_tf is not None:
+        wrists = bool(self.cfg["publish_tf"])
+        if (wrists or self._robot.joint_tf != "none") and self.pub_tf is not None:
             if not header.frame_id:
                 self._warn_once("noframe", "image header has no frame_id: no TF published")
             else:
-                transforms = self._messages.tf(result, header, self.cfg["frame_prefix"])
+                prefix = self.cfg["frame_prefix"]
+                transforms = self._messages.tf(result, header, prefix, wrists,
+                                               self._robot.tf_frames(result, prefix))
                 if transforms is not None:
                     self.pub_tf.publish(transforms)
                 timer.lap("tf")
+        if self.pub_grasp is not None:
+            self.pub_grasp.publish(self._robot.grasp_message(result, header))
+            timer.lap("grasp")
+        if self.pub_joints:
+            for side, joints in self._robot.joint_commands(result, header).items():
+                self.pub_joints[side].publish(joints)
+            timer.lap("retarget")
         if self.cfg["publish_debug_image"]:
             debug = rgb_to_image(draw_debug(rgb, result, K), header)
             with self._debug_lock:
@@ -1181,6 +1238,7 @@ class HandsNode(Node):
             # latest frame: none | hand_size | depth, and why depth was not used
             **{f"{side}_placement": name + (f" ({note})" if note else "")
                for side, (name, note) in placement.items()},
+            "retarget": self.cfg["retarget"],  # none, a bundled robot or the YAML path
             "depth": ("off" if self._depth is None else
                       f"not used: {depth_problem}" if depth_problem else "used"),
         }
