@@ -3,7 +3,7 @@
 ros2 launch dir_ros hands.launch.py image:=/camera/color/image_raw \
     camera_info:=/camera/color/camera_info [config:=<params.yaml>] [namespace:=hands] \
     [frame_prefix:=cam1_] [fixed_frame:=camera_color_optical_frame] \
-    [use_sim_time:=true] [rviz:=true]
+    [use_sim_time:=true] [rviz:=true] [retarget:=allegro] [publish_joint_tf:=fingertips]
 ros2 launch dir_ros hands.launch.py camera:=webcam [camera_index:=0]   # live, no driver
 ros2 launch dir_ros hands.launch.py video:=clip.mp4 [loop:=true]        # a file (or a photo)
     [fov_deg:=60 | camera_calibration:=<camera_info.yaml>] [rate:=0]
@@ -74,7 +74,15 @@ ARGUMENTS: tuple[tuple[str, Optional[str], str], ...] = (
      "CameraInfo when no camera_calibration is given."),
     ("camera_calibration", "", "Calibration YAML (ROS camera_info format) for camera_node; "
      "'' = use fov_deg."),
+    ("retarget", "", "Robot-hand joint commands on hands/<side>/joint_commands: none | "
+     "allegro | leap | <dex-retargeting YAML path>; '' = the params file's value."),
+    ("publish_joint_tf", "", "Keypoint frames in TF: none | fingertips | all; '' = the "
+     "params file's value."),
 )
+# String node parameters a non-empty launch argument of the same name overrides (the params
+# file's value otherwise); passed as strings as given (launch would read "1_" or "true" as
+# YAML). The node checks their values.
+NODE_STRING_OVERRIDES = ("frame_prefix", "retarget", "publish_joint_tf")
 CAMERA_CHOICES = ("none", "webcam")
 CAMERA_EXECUTABLE = "camera_node"
 # camera_node's topics, relative to the launch namespace; hands_node is remapped to them.
@@ -113,8 +121,9 @@ def launch_setup(context: Any, share: str) -> list[Any]:
     if camera is not None:
         cfg["image"], cfg["camera_info"] = CAMERA_IMAGE_TOPIC, CAMERA_INFO_TOPIC
     params: list[Any] = [cfg["config"], {"use_sim_time": use_sim_time}]
-    if cfg["frame_prefix"]:  # a string as given (launch would read "1_" or "true" as YAML)
-        params.append({"frame_prefix": ParameterValue(cfg["frame_prefix"], value_type=str)})
+    for name in NODE_STRING_OVERRIDES:
+        if cfg[name]:
+            params.append({name: ParameterValue(cfg[name], value_type=str)})
     hands = Node(
         package=PACKAGE, executable="hands_node", name="hands_node",
         namespace=cfg["namespace"], output="screen", emulate_tty=True, parameters=params,

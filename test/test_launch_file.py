@@ -21,7 +21,7 @@ RVIZ_TEMPLATE = ROOT / "rviz" / "hands.rviz"
 SHARE = str(ROOT)  # what the stand-in ament index answers: the source tree has the same layout
 EXPECTED_ARGS = {"image", "camera_info", "config", "namespace", "frame_prefix", "fixed_frame",
                  "use_sim_time", "rviz", "camera", "camera_index", "video", "loop", "rate",
-                 "fov_deg", "camera_calibration"}
+                 "fov_deg", "camera_calibration", "retarget", "publish_joint_tf"}
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "person_room.jpg"
 
@@ -159,6 +159,8 @@ def test_declared_arguments(loaded: Loaded) -> None:
     assert declared["use_sim_time"]["default_value"] == "false"
     assert declared["rviz"]["default_value"] == "false"
     assert declared["frame_prefix"]["default_value"] == ""
+    assert declared["retarget"]["default_value"] == ""  # '' = the params file's value
+    assert declared["publish_joint_tf"]["default_value"] == ""
     assert declared["fixed_frame"]["default_value"] == "camera_color_optical_frame"
     assert all(kw.get("description") for kw in declared.values())
     # arguments first, then the one function that starts everything
@@ -193,6 +195,29 @@ def test_arguments_reach_the_node(loaded: Loaded) -> None:
     assert isinstance(value, loaded.classes["ParameterValue"])
     assert value.args == ("1_",) and value.kwargs == {"value_type": str}
     assert dict(hands["remappings"]) == {"image": "cam/image", "camera_info": "cam/info"}
+
+
+def test_robot_arguments_reach_the_node(loaded: Loaded) -> None:
+    """retarget and publish_joint_tf, when given, override the params file's values (as
+    string parameters after it); not given, the params file's values stand."""
+    actions = loaded.run(camera="none", retarget="allegro", publish_joint_tf="fingertips",
+                         config="/tmp/p.yaml")
+    params = loaded.nodes(actions)["hands_node"]["parameters"]
+    assert params[:2] == ["/tmp/p.yaml", {"use_sim_time": False}]
+    overrides = {k: v for p in params[2:] for k, v in p.items()}
+    assert set(overrides) == {"retarget", "publish_joint_tf"}
+    for name, value in (("retarget", "allegro"), ("publish_joint_tf", "fingertips")):
+        assert isinstance(overrides[name], loaded.classes["ParameterValue"])
+        assert overrides[name].args == (value,) and overrides[name].kwargs == {"value_type": str}
+    # a YAML path with the {side} placeholder passes through unchanged
+    actions = loaded.run(retarget="/robots/my_hand_{side}.yml")
+    (extra,) = loaded.nodes(actions)["hands_node"]["parameters"][2:]
+    assert extra["retarget"].args == ("/robots/my_hand_{side}.yml",)
+    # beside a camera_node (video:= here; camera:=webcam needs a webcam)
+    actions = loaded.run(video=str(SAMPLE), retarget="leap")
+    nodes = loaded.nodes(actions)
+    assert set(nodes) == {"hands_node", "camera_node"}
+    assert nodes["hands_node"]["parameters"][2]["retarget"].args == ("leap",)
 
 
 @pytest.mark.parametrize("name", ["rviz", "use_sim_time"])
