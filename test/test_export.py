@@ -49,10 +49,28 @@ RUNTIME_PARAMS = [_runtime_param(r) for r in EXPORTED]
 
 
 def _cpu_has_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin computes bf16 on this CPU (avx512_bf16 or AMX)."""
+    """Whether the runtime computes bf16 on this CPU: OpenVINO's CPU plugin offers it and the
+    CPU has native bf16 (avx512_bf16 or AMX; export.cpu_has_native_bf16)."""
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    offered = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return offered and E.cpu_has_native_bf16() is not False
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu avx2 avx512f avx512bw", False),
+    ("fpu avx2 avx512f avx512_bf16 avx512_vnni", True),
+    ("fpu avx512f amx_bf16 amx_tile", True),
+])
+def test_native_bf16_from_cpu_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    flags: str, expected: bool) -> None:
+    """Low precision is asked for only where the CPU flags say bf16 is native."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(E, "CPUINFO", str(cpuinfo))
+    assert E.cpu_has_native_bf16() is expected
+    monkeypatch.setattr(E, "CPUINFO", str(tmp_path / "missing"))
+    assert E.cpu_has_native_bf16() is None
 
 
 def _model(config: Path, seed: int = 0) -> torch.nn.Module:
