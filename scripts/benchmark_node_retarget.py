@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             if time.monotonic() > end or not node.alive():
                 raise RuntimeError(f"the node did not answer:\n{node.output()[-3000:]}")
+        end = time.monotonic() + SETTLE_S  # its JointStates come after its TwoHandMesh
+        while time.monotonic() < end:
+            rclpy.spin_once(client, timeout_sec=0.02)
         answers.clear()
         joint_msgs.clear()
         sent = 0

@@ -8,7 +8,7 @@ messages. Used by the node's worker thread only (reset() included: the node runs
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import JointState
