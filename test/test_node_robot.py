@@ -177,6 +177,18 @@ def test_robot_outputs_on_the_sample_photos(ctx: Any, tmp_path: Path) -> None:
                 assert not any(c.startswith(f"{PREFIX}{side}_") and not c.endswith(("_tip",
                                "_wrist")) for c in tf)
         assert driven["left"] and driven["right"], driven  # both robot hands were driven
+        # /diagnostics times the new stages and names the robot
+        def status() -> dict[str, str]:
+            found = [s for a in probe.diagnostics for s in a.status
+                     if s.name.startswith("hands_node")]
+            return {kv.key: kv.value for kv in found[-1].values} if found else {}
+
+        assert probe.spin_until(lambda: "stage_retarget_ms" in status(), 10.0), status()
+        values = status()
+        assert values["retarget"] == "allegro"
+        for stage in ("retarget", "grasp", "tf"):
+            fields = dict(part.split("=") for part in values[f"stage_{stage}_ms"].split())
+            assert float(fields["median"]) > 0.0 and int(fields["n"]) >= 1, (stage, fields)
         assert node.proc.poll() is None
     finally:
         probe.close()
