@@ -224,3 +224,36 @@ def test_bad_retarget_yaml_refused(tmp_path: Path) -> None:
     bad.write_text("retargeting: [unclosed\n")
     line = _refusal(tmp_path, f"retarget:={bad}")
     assert str(bad) in line and "cannot be read" in line, line
+
+
+def test_scale_hold_and_hand_contact_reach_the_predictor(ctx: Any) -> None:
+    """The landmark backend's two switches are node parameters passed to the predictor
+    (defaults: predictor.DEFAULT_CONFIG's); read-only."""
+    from rclpy.parameter import Parameter
+
+    from dir_ros import predictor as P
+    from dir_ros.ros.node import SPECS, HandsNode
+
+    class _Stub:  # what the node needs of a predictor until a frame arrives
+        device, precision = "cpu", "fp32"
+
+        def predict(self, *args: Any) -> None:  # pragma: no cover - no frame is sent
+            raise AssertionError("no frame expected")
+
+    for key in ("scale_hold", "hand_contact"):
+        assert SPECS[key].default == P.DEFAULT_CONFIG[key] and SPECS[key].read_only
+    seen: list[dict] = []
+
+    def factory(config: dict) -> _Stub:
+        seen.append(dict(config))
+        return _Stub()
+
+    for values in ((False, True), (True, False)):
+        node = HandsNode(factory, context=ctx, namespace="robot_switches", parameter_overrides=[
+            Parameter("backend", value="landmarks"), Parameter("scale_hold", value=values[0]),
+            Parameter("hand_contact", value=values[1])])
+        try:
+            assert (seen[-1]["scale_hold"], seen[-1]["hand_contact"]) == values
+            assert not node.set_parameters([Parameter("scale_hold", value=True)])[0].successful
+        finally:
+            node.destroy_node()
