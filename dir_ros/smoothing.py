@@ -131,7 +131,29 @@ class _OneEuroState:
     t: float
 
 
-class OneEuroSmoother:
+class _PerHandFilter:
+    """What the time-aware smoothers share: per-hand state (each with its time `t`, s), reset,
+    and the call that filters both hands of a frame with the subclass's `_filter`."""
+
+    _state: dict
+
+    def reset(self) -> None:
+        """Forget the history."""
+        self._state.clear()
+
+    def _filter(self, h: HandsResult, t: float) -> HandsResult:
+        raise NotImplementedError
+
+    def __call__(self, result: FrameResult, t: Optional[float] = None) -> FrameResult:
+        """Filtered copy of result at time t (s; None = previous time + FALLBACK_DT_S)."""
+        if t is None:
+            last = max((s.t for s in self._state.values()), default=0.0)
+            t = last + FALLBACK_DT_S
+        hands = {h.side: self._filter(h, float(t)) for h in result.hands()}
+        return replace(result, left=hands["left"], right=hands["right"])
+
+
+class OneEuroSmoother(_PerHandFilter):
     """One-Euro filter per hand (Casiez et al. 2012): the cutoff rises with the hand's speed,
     cutoff = min_cutoff + beta * speed, so a still hand is steady and a moving one keeps up.
 
@@ -152,10 +174,6 @@ class OneEuroSmoother:
         self.jump_reset_m = jump_reset_m
         self._state: dict[str, _OneEuroState] = {}
 
-    def reset(self) -> None:
-        """Forget the history."""
-        self._state.clear()
-
     def _filter(self, h: HandsResult, t: float) -> HandsResult:
         s = self._state.get(h.side)
         if not _continues(h, None if s is None else s.hand, self.jump_reset_m):
@@ -168,14 +186,6 @@ class OneEuroSmoother:
         out = _blend_hand(h, s.hand, a)
         self._state[h.side] = _OneEuroState(out, speed, t)
         return out
-
-    def __call__(self, result: FrameResult, t: Optional[float] = None) -> FrameResult:
-        """Filtered copy of result at time t (s; None = previous time + FALLBACK_DT_S)."""
-        if t is None:
-            last = max((s.t for s in self._state.values()), default=0.0)
-            t = last + FALLBACK_DT_S
-        hands = {h.side: self._filter(h, float(t)) for h in result.hands()}
-        return replace(result, left=hands["left"], right=hands["right"])
 
 
 
@@ -367,7 +377,7 @@ def _split(h: HandsResult) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, n
     return np.zeros(2), 0.0, h.wrist_quat / np.linalg.norm(h.wrist_quat), local_j, local_v
 
 
-class SignalOneEuroSmoother:
+class SignalOneEuroSmoother(_PerHandFilter):
     """Filters per hand and signal: One-Euro for plane, orientation and pose, a Kalman filter
     for depth (module docstring)."""
 
@@ -381,10 +391,6 @@ class SignalOneEuroSmoother:
             raise ValueError(f"unknown smoothing signals {sorted(unknown)}; known: {SIGNALS}")
         self.jump_reset_m = jump_reset_m
         self._state: dict[str, _SignalState] = {}
-
-    def reset(self) -> None:
-        """Forget the history."""
-        self._state.clear()
 
     def _start(self, h: HandsResult, t: float) -> HandsResult:
         plane, depth, quat, local_j, local_v = _split(h)
@@ -440,14 +446,6 @@ class SignalOneEuroSmoother:
             shape=s.shape.astype(np.float32), keypoints_2d=s.keypoints_2d.astype(np.float32))
         s.hand, s.t = out, t
         return out
-
-    def __call__(self, result: FrameResult, t: Optional[float] = None) -> FrameResult:
-        """Filtered copy of result at time t (s; None = previous time + FALLBACK_DT_S)."""
-        if t is None:
-            last = max((s.t for s in self._state.values()), default=0.0)
-            t = last + FALLBACK_DT_S
-        hands = {h.side: self._filter(h, float(t)) for h in result.hands()}
-        return replace(result, left=hands["left"], right=hands["right"])
 
 
 Smoother = EmaSmoother | OneEuroSmoother | SignalOneEuroSmoother

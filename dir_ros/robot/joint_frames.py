@@ -115,13 +115,13 @@ def _turn(frame: np.ndarray, x_new: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=2)
 
 
-def keypoint_frames(joints: np.ndarray, wrist_quat: np.ndarray, side: str,
-                    mode: str = "all") -> KeypointFrames:
-    """Frames of keypoints (21,3) m with the hand model's root orientation (4,) xyzw (same
-    frame), for `mode` fingertips | all (none: empty); ValueError on bad input."""
+
+def checked_hand_pose(joints: np.ndarray, wrist_quat: np.ndarray,
+                      side: str) -> tuple[np.ndarray, np.ndarray]:
+    """(joints (21,3), wrist_quat (4,) xyzw) as float64 after checking the side, the shapes
+    and that both are finite (the quaternion non-zero); ValueError naming what is wrong."""
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-    keep = _mode_keypoints(mode)
     j = np.asarray(joints, dtype=np.float64)
     q = np.asarray(wrist_quat, dtype=np.float64)
     if j.shape != (NUM_KEYPOINTS, 3) or q.shape != (4,):
@@ -129,6 +129,14 @@ def keypoint_frames(joints: np.ndarray, wrist_quat: np.ndarray, side: str,
                          f"{j.shape} and {q.shape}")
     if not (np.all(np.isfinite(j)) and np.all(np.isfinite(q))) or np.linalg.norm(q) == 0.0:
         raise ValueError("joints and wrist_quat must be finite (and the quaternion non-zero)")
+    return j, q
+
+def keypoint_frames(joints: np.ndarray, wrist_quat: np.ndarray, side: str,
+                    mode: str = "all") -> KeypointFrames:
+    """Frames of keypoints (21,3) m with the hand model's root orientation (4,) xyzw (same
+    frame), for `mode` fingertips | all (none: empty); ValueError on bad input."""
+    j, q = checked_hand_pose(joints, wrist_quat, side)
+    keep = _mode_keypoints(mode)
     if not keep:
         return KeypointFrames([], np.zeros((0, 3)), np.zeros((0, 4)))
     wrist = geo.quat_to_matrix(q / np.linalg.norm(q)) @ _WRIST_AXES[side]

@@ -60,6 +60,7 @@ import yaml
 
 from dir_ros import geometry as geo
 from dir_ros.resources import find_resource, resolve_resource
+from dir_ros.robot.joint_frames import checked_hand_pose
 from dir_ros.results import NUM_KEYPOINTS, SIDES
 
 LOG = logging.getLogger(__name__)
@@ -174,15 +175,7 @@ def retarget_frame_keypoints(joints: np.ndarray, wrist_quat: np.ndarray, side: s
     """(21,3) keypoints m in dex-retargeting's input frame (wrist at the origin, x palmar, z
     toward the fingers) from camera-frame keypoints (21,3) m and the hand model's root
     orientation (4,) xyzw; ValueError on a wrong shape, side or non-finite input."""
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-    j = np.asarray(joints, dtype=np.float64)
-    q = np.asarray(wrist_quat, dtype=np.float64)
-    if j.shape != (NUM_KEYPOINTS, 3) or q.shape != (4,):
-        raise ValueError(f"need joints ({NUM_KEYPOINTS},3) and wrist_quat (4,), got "
-                         f"{j.shape} and {q.shape}")
-    if not (np.all(np.isfinite(j)) and np.all(np.isfinite(q))) or np.linalg.norm(q) == 0.0:
-        raise ValueError("joints and wrist_quat must be finite (and the quaternion non-zero)")
+    j, q = checked_hand_pose(joints, wrist_quat, side)
     rot = geo.quat_to_matrix(q / np.linalg.norm(q))
     return (j - j[0]) @ rot @ HAND_TO_RETARGET_FRAME[side].T
 
