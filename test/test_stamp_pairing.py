@@ -17,6 +17,22 @@ def _pairer(wait: float = WAIT) -> StampPairer:
     return p
 
 
+
+def _replay_30hz(p: StampPairer, frames: int, lag: float) -> list:
+    """Colour frames at 30 Hz from t = 1 s, each depth `lag` s after its colour, fed to `p`
+    in time order; the released frames."""
+    period = 1 / 30
+    events = []
+    for i in range(frames):
+        t = 1.0 + i * period
+        events += [(t, "colour", t), (t + lag, "depth", t)]
+    released = []
+    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
+        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
+        if r is not None:
+            released.append(r)
+    return released
+
 def test_depth_first_pairs_at_once() -> None:
     """A depth frame that came first waits for its colour frame (and vice versa)."""
     p = _pairer()
@@ -72,16 +88,8 @@ def test_depth_lagging_more_than_a_period_still_pairs() -> None:
     """30 Hz colour, each depth 80 ms late: a waiting frame is not dropped merely because a
     newer colour frame came, so every depth still finds its colour frame (no starvation)."""
     p = _pairer()
-    period, lag = 1 / 30, 0.08
-    events = []
-    for i in range(60):
-        t = 1.0 + i * period
-        events += [(t, "colour", t), (t + lag, "depth", t)]
-    released = []
-    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
-        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
-        if r is not None:
-            released.append(r)
+    lag = 0.08
+    released = _replay_30hz(p, 60, lag)
     assert len(released) >= 55 and all(r.paired for r in released)
     assert p.unpaired_missing == 0 and p.paired == len(released)
 
@@ -153,15 +161,7 @@ def test_depth_lagging_many_periods_still_pairs() -> None:
     """30 Hz, every depth 0.4 s late (12 periods) within a 1 s wait: still all paired."""
     p = StampPairer(TOL, 1.0)
     p.add_depth(0.0, "d0", now=0.0)
-    period, lag = 1 / 30, 0.4
-    events = []
-    for i in range(90):
-        t = 1.0 + i * period
-        events += [(t, "colour", t), (t + lag, "depth", t)]
-    released = []
-    for now, kind, stamp in sorted(events, key=lambda e: e[0]):
-        r = (p.add_colour if kind == "colour" else p.add_depth)(stamp, kind, now)
-        if r is not None:
-            released.append(r)
+    lag = 0.4
+    released = _replay_30hz(p, 90, lag)
     assert len(released) >= 80 and all(r.paired for r in released)
     assert p.longest_wait_s == pytest.approx(lag, abs=1e-6)
