@@ -20,11 +20,11 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from dir_ros import geometry as geo
-from dir_ros.crop import Cropper, FullFrameCropper, make_cropper
+from dir_ros.common import geometry as geo
+from dir_ros.frontend.crop import Cropper, FullFrameCropper, make_cropper
 from dir_ros.hand_model import BETAS_SLICE
-from dir_ros.resources import resolve_resource
-from dir_ros.results import SIDES, FrameResult, HandsResult, require_rgb
+from dir_ros.common.resources import resolve_resource
+from dir_ros.common.results import SIDES, FrameResult, HandsResult, require_rgb
 
 LOG = logging.getLogger("dir_ros.predictor")
 
@@ -40,7 +40,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("auto", "dir", "landmarks")
 # How the DIR network runs: eager torch, or its ONNX export on ONNX Runtime or OpenVINO (CPU
-# only; dir_ros/export.py: cached on disk, falls back to torch with a warning when
+# only; dir_ros/backends/export.py: cached on disk, falls back to torch with a warning when
 # unavailable). OpenVINO also runs `precision` bf16 (fp16) on the CPU, where the CPU has it.
 # auto: torch on CUDA; on the CPU the first installed of AUTO_CPU_RUNTIMES, else torch.
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
@@ -128,8 +128,8 @@ def hand_model_dir(value: Any) -> Optional[Path]:
 
 
 def make_detector(cfg: Mapping[str, Any]) -> Any:
-    """The hand front end (dir_ros.detection.HandDetector) for a predictor config."""
-    from dir_ros.detection import HandDetector
+    """The hand front end (dir_ros.frontend.detection.HandDetector) for a predictor config."""
+    from dir_ros.frontend.detection import HandDetector
 
     return HandDetector(mirrored_input=bool(cfg["mirrored_input"]))
 
@@ -139,7 +139,7 @@ def build_predictor(config: Union[str, Path, Mapping[str, Any]]) -> Any:
     LandmarkPredictor; both have predict(rgb, K) -> FrameResult and reset()."""
     cfg = load_config(config)
     if choose_backend(str(cfg["backend"]), cfg["weights"]) == "landmarks":
-        from dir_ros.landmark_backend import LandmarkPredictor
+        from dir_ros.backends.landmarks.predictor import LandmarkPredictor
 
         return LandmarkPredictor.from_config(cfg)
     return HandsPredictor.from_config(cfg)
@@ -165,7 +165,7 @@ def resolve_runtime(runtime: str, device: str) -> str:
 def select_runtime(model: Any, runtime: str, device: str, export_cache: Any,
                    precision: str = "fp32") -> Any:
     """The network HandsPredictor calls: `model` itself ('torch'), or its exported stand-in
-    (dir_ros.export.OnnxDIR / OpenVinoDIR, running `precision` where it can) on the CPU; on
+    (dir_ros.backends.export.OnnxDIR / OpenVinoDIR, running `precision` where it can) on the CPU; on
     CUDA an exported runtime warns and runs torch ('auto': see resolve_runtime).
     export_cache '' = $XDG_CACHE_HOME/dir_ros/export (~/.cache/dir_ros/export)."""
     runtime = resolve_runtime(runtime, device)
@@ -174,7 +174,7 @@ def select_runtime(model: Any, runtime: str, device: str, export_cache: Any,
     if device != "cpu":
         LOG.warning("runtime %s runs on the CPU only; running torch on %s", runtime, device)
         return model
-    from dir_ros.export import load_runtime
+    from dir_ros.backends.export import load_runtime
 
     return load_runtime(model, runtime, None if is_unset(export_cache) else str(export_cache),
                         precision)

@@ -176,7 +176,7 @@ def camera_node(cfg: dict[str, str], use_sim_time: bool) -> Optional[Any]:
                                   f"be numbers") from None
     loop = parse_flag("loop", cfg["loop"])
     calibration = cfg["camera_calibration"].strip()
-    from dir_ros.camera_source import CameraSource, CameraSourceError, load_calibration
+    from dir_ros.image.camera_source import CameraSource, CameraSourceError, load_calibration
 
     try:
         if calibration:

@@ -8,7 +8,7 @@
 #   device:      run(command="bash scripts/gpu_benchmark.sh run", carry=[".whl"], timeout_s=540)
 #
 # `run` installs the carried wheels into /tmp/site, prints nvidia-smi and runs
-# scripts/benchmark_model.py on the GPU: fp32, fp16 and bf16 autocast, channels_last and
+# benchmarks/benchmark_model.py on the GPU: fp32, fp16 and bf16 autocast, channels_last and
 # CUDA graphs at batch 1 and 8, each with its drift against fp32 in mm, plus the projection's
 # memory. It writes $OUT/benchmark_model_cuda.json and $OUT/log.txt; copy the JSON to
 # docs/figures/ and add the README row. DEVICE=cpu PYTHON=.venv/bin/python OUT=/tmp/x runs
@@ -34,7 +34,7 @@ run)
         --upgrade --target /tmp/site "$WHEELS"/*.whl
     export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     { nvidia-smi || echo "nvidia-smi: not available"; } 2>&1 | tee "$OUT/log.txt"
-    "$PYTHON" scripts/benchmark_model.py --device "$DEVICE" \
+    "$PYTHON" benchmarks/benchmark_model.py --device "$DEVICE" \
         --json "$OUT/benchmark_model_$DEVICE.json" 2>&1 | tee -a "$OUT/log.txt"
     ;;
 *)

@@ -15,7 +15,7 @@ import trimesh
 from dir_ros.cli import main
 from dir_ros.eval.bag import (TOPIC_COMPRESSED, TOPIC_GT, TOPIC_IMAGE, TOPIC_INFO, BagReader,
                               make_typestore, two_hand_msg, write_dataset_bag, write_hands_bag)
-from dir_ros.eval.dataset import GtHand, load_folder_dataset
+from dir_ros.data.dataset import GtHand, load_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 4

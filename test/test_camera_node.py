@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed here")
 
-from dir_ros.geometry import pinhole_K  # noqa: E402
+from dir_ros.common.geometry import pinhole_K  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "person_kitchen.jpg"  # 384 x 512

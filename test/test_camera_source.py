@@ -1,4 +1,4 @@
-"""dir_ros.camera_source: webcam / video / photo sources and camera_info calibrations."""
+"""dir_ros.image.camera_source: webcam / video / photo sources and camera_info calibrations."""
 from __future__ import annotations
 
 import time
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dir_ros.camera_source import (DEFAULT_RATE_HZ, CameraSource, CameraSourceError, Pacer,
+from dir_ros.image.camera_source import (DEFAULT_RATE_HZ, CameraSource, CameraSourceError, Pacer,
                                    assumed_calibration, load_calibration)
-from dir_ros.geometry import pinhole_K
+from dir_ros.common.geometry import pinhole_K
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "person_table.jpg"

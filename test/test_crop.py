@@ -8,10 +8,10 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as geo
-from dir_ros.crop import DetectCropper, detect_box, make_cropper, release_box_from_points
+from dir_ros.common import geometry as geo
+from dir_ros.frontend.crop import DetectCropper, detect_box, make_cropper, release_box_from_points
 from dir_ros.hand_model import build_hand_layers
-from dir_ros.results import FrameResult, HandsResult
+from dir_ros.common.results import FrameResult, HandsResult
 
 K = np.array([[554.3, 0.0, 319.5], [0.0, 554.3, 239.5], [0.0, 0.0, 1.0]])  # 640x480, 60 deg
 

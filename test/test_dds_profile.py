@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dir_ros.resources import package_root
+from dir_ros.common.resources import package_root
 from dir_ros.ros.dds_profile import PROFILE, PROFILE_ENVS, use_package_profile
 
 NS = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}

@@ -1,4 +1,4 @@
-"""Tests of dir_ros.decode against malformed and oversized frames (issue 9, items 3-4) and of
+"""Tests of dir_ros.image.decode against malformed and oversized frames (issue 9, items 3-4) and of
 the bounded crop warp: sizes are read from PNG / JPEG headers before decoding, frames over
 the limits are refused before any pixel is allocated, OpenCV errors are decode errors.
 (The plain decoding tests live in test_predictor.py.)"""
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dir_ros import decode as D
-from dir_ros import geometry as geo
+from dir_ros.image import decode as D
+from dir_ros.common import geometry as geo
 
 
 def _bgr(h: int = 40, w: int = 60) -> np.ndarray:

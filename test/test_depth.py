@@ -1,5 +1,5 @@
-"""Tests of RGB-D hand placement (dir_ros.depth), synthetic RGB-D (dir_ros.depth_synthetic)
-and the hand point cloud layout (dir_ros.pointcloud). No ROS."""
+"""Tests of RGB-D hand placement (dir_ros.post.depth), synthetic RGB-D (dir_ros.data.depth_synthetic)
+and the hand point cloud layout (dir_ros.output.pointcloud). No ROS."""
 from __future__ import annotations
 
 import struct
@@ -7,12 +7,12 @@ import struct
 import numpy as np
 import pytest
 
-from dir_ros import depth as D
-from dir_ros import depth_synthetic as syn
-from dir_ros import geometry as geo
-from dir_ros import pointcloud as pc
-from dir_ros.hands_msg import fields_to_hand, hand_to_fields
-from dir_ros.results import (PLACEMENT_DEPTH, PLACEMENT_HAND_SIZE, PLACEMENT_NONE, HandsResult)
+from dir_ros.post import depth as D
+from dir_ros.data import depth_synthetic as syn
+from dir_ros.common import geometry as geo
+from dir_ros.output import pointcloud as pc
+from dir_ros.output.hands_msg import fields_to_hand, hand_to_fields
+from dir_ros.common.results import (PLACEMENT_DEPTH, PLACEMENT_HAND_SIZE, PLACEMENT_NONE, HandsResult)
 
 K = np.array([[400.0, 0.0, 239.5], [0.0, 400.0, 179.5], [0.0, 0.0, 1.0]])
 SIZE = (480, 360)

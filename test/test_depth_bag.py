@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from dir_ros import depth as D  # noqa: E402
-from dir_ros import depth_synthetic as syn  # noqa: E402
+from dir_ros.post import depth as D  # noqa: E402
+from dir_ros.data import depth_synthetic as syn  # noqa: E402
 from dir_ros.cli import main  # noqa: E402
 from dir_ros.eval.bag import TOPIC_DEPTH, BagReader, write_dataset_bag  # noqa: E402
-from dir_ros.eval.dataset import GtHand  # noqa: E402
+from dir_ros.data.dataset import GtHand  # noqa: E402
 
 W, H = 320, 240
 K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])

@@ -1,4 +1,4 @@
-"""Tests of the hand front end (dir_ros.detection): handedness, mirroring, empty frames, one
+"""Tests of the hand front end (dir_ros.frontend.detection): handedness, mirroring, empty frames, one
 hand, video tracking and reset, on the real photos of interacting hands in shared/images."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
-from dir_ros import geometry as geo  # noqa: E402
-from dir_ros.detection import (  # noqa: E402
+from dir_ros.common import geometry as geo  # noqa: E402
+from dir_ros.frontend.detection import (  # noqa: E402
     CROP_OUT_PX, SOURCES, Detection, HandDetector, _Candidate, _crop_affine)
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"

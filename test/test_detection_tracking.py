@@ -1,4 +1,4 @@
-"""Tests of the hand front end's video tracking and lost-hand recovery (dir_ros.detection):
+"""Tests of the hand front end's video tracking and lost-hand recovery (dir_ros.frontend.detection):
 the landmark tracking step ('follow') carries hands through frames where the palm detector
 misses them, a followed hand that is lost comes back through the last known region, the
 recovery runs when the palm pass finds no hand at all, dim frames are brightened, and the
@@ -13,10 +13,10 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
-from dir_ros.detection import (  # noqa: E402
+from dir_ros.frontend.detection import (  # noqa: E402
     EXPOSURE_TARGET_P99, FOLLOW_ROI_SCALE, FOLLOW_ROI_SHIFT, MAX_EXPOSURE_GAIN, SIDES, SOURCES,
     HandDetector, _Candidate, exposure_gain, follow_region)
-from dir_ros.eval.clips import DriftingClip  # noqa: E402
+from dir_ros.data.clips import DriftingClip  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = [SHARED / "images" / f"interwild_demo{i}_input.jpg" for i in (1, 2, 3)]
@@ -231,7 +231,7 @@ def test_duplicate_follow_keeps_one_hand(monkeypatch) -> None:
     one = _Candidate("Right", 0.9, pts, world, 0.9)  # 'Right' = the person's left hand
     monkeypatch.setattr(det, "_run_regions", lambda image, regs: [one, one][:len(regs)])
     monkeypatch.setattr(det, "_run_full", lambda image: [])
-    from dir_ros.detection import Detection
+    from dir_ros.frontend.detection import Detection
 
     det._previous = {s: Detection(s, 0.9, pts + (0.0 if s == "left" else 50.0), world, "palm")
                      for s in SIDES}
@@ -247,7 +247,7 @@ def test_new_hand_beside_a_followed_one(monkeypatch) -> None:
     """A palm-pass hand that is the followed hand again is ignored; a new one takes the
     missing side, and one labelled like the followed hand still does (the other hand)."""
     det = HandDetector(video=True, recover_second_hand=False)
-    from dir_ros.detection import Detection
+    from dir_ros.frontend.detection import Detection
 
     world = np.zeros((21, 3))
     a = _hand(centre=(200.0, 300.0), size=100.0)
@@ -295,7 +295,7 @@ def test_one_hand_stream_rests_the_palm_pass() -> None:
     """One hand in view (person_room with its left hand greyed out): the hand is followed on
     every frame and the palm pass runs on one frame in RECOVERY_COOLDOWN_FRAMES + 1 only;
     when the second hand comes into view it is picked up within that many frames."""
-    from dir_ros.detection import RECOVERY_COOLDOWN_FRAMES
+    from dir_ros.frontend.detection import RECOVERY_COOLDOWN_FRAMES
 
     rgb = _rgb(SAMPLES[1])
     with HandDetector(video=False) as photo:

@@ -1,4 +1,4 @@
-"""The exported runtimes (dir_ros/export.py: ONNX Runtime and OpenVINO): same outputs as eager,
+"""The exported runtimes (dir_ros/backends/export.py: ONNX Runtime and OpenVINO): same outputs as eager,
 on-disk cache keyed by config and weights, fallback to torch with one warning when the export
 or the runtime fails; OpenVINO's low-precision (bf16) path: runs, reports the precision it
 computes in, stays within a joint drift bound, falls back when its check fails."""
@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from dir_ros import export as E  # noqa: E402
+from dir_ros.backends import export as E  # noqa: E402
 from dir_ros.hand_model import BONE_PARENTS, SIDES  # noqa: E402
 from dir_ros.model import build_dir  # noqa: E402
 
@@ -209,7 +209,7 @@ def test_torch_runtime_and_bad_names() -> None:
 def test_onnxruntime_runs_low_precision_requests_in_fp32(light_cache: Path,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     """ONNX Runtime's CPU provider has no bf16 path: it says so and runs fp32."""
-    with caplog.at_level(logging.WARNING, logger="dir_ros.export"):
+    with caplog.at_level(logging.WARNING, logger="dir_ros.backends.export"):
         net = E.load_runtime(_model(LIGHT_CONFIG), "onnxruntime", light_cache, "bf16")
     assert isinstance(net, E.OnnxDIR) and net.precision == "fp32"
     assert any("precision bf16 is not available" in r.getMessage() for r in caplog.records)
@@ -222,7 +222,7 @@ def test_openvino_bf16_runs_reports_precision_and_bounded_drift(
     BF16_MEAN_DRIFT_M of eager fp32; the log names the low-precision bound."""
     pytest.importorskip("openvino")
     model = _model(LIGHT_CONFIG)
-    with caplog.at_level(logging.INFO, logger="dir_ros.export"):
+    with caplog.at_level(logging.INFO, logger="dir_ros.backends.export"):
         net = E.load_runtime(model, "openvino", light_cache, "bf16")
     assert isinstance(net, E.OpenVinoDIR) and net.requested_precision == "bf16"
     assert net.precision == ("bf16" if _cpu_has_bf16() else "fp32")

@@ -1,11 +1,11 @@
-"""Tests of dir_ros.geometry: crop transforms, metric placement, rotation conversions."""
+"""Tests of dir_ros.common.geometry: crop transforms, metric placement, rotation conversions."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as g
+from dir_ros.common import geometry as g
 
 # A 640x480 camera with a realistic focal length (pixels) and off-centre principal point.
 K = np.array([[615.0, 0.0, 322.5], [0.0, 612.0, 236.0], [0.0, 0.0, 1.0]])

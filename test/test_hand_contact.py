@@ -7,14 +7,14 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as geo
-from dir_ros.hand_contact import (FINGER_BASE_JOINT, HandContact, contact_report,
+from dir_ros.common import geometry as geo
+from dir_ros.backends.landmarks.contact import (FINGER_BASE_JOINT, HandContact, contact_report,
                                   finger_weights, penetration, regions_meet, separate_pair,
                                   vertex_normals)
 from dir_ros.hand_model import MANO_TO_KEYPOINT
-from dir_ros.results import HandsResult
+from dir_ros.common.results import HandsResult
 from dir_ros.hand_model import build_hand_layers
-from dir_ros.landmark_backend import LandmarkPredictor
+from dir_ros.backends.landmarks.predictor import LandmarkPredictor
 from test_landmark_backend import FakeDetector, _detection
 
 K = geo.pinhole_K(640, 480)
@@ -178,7 +178,7 @@ def _interlocked_pair() -> tuple[tuple, tuple]:
 def test_finger_base_constants_match_the_hand_model() -> None:
     """The finger step's base joints are MANO's fingers' first joints (root children), and its
     base keypoints their contract keypoints (each finger's four keypoints follow it)."""
-    from dir_ros.hand_contact import _FINGER_BASE_KEYPOINT, _KEYPOINTS_PER_FINGER
+    from dir_ros.backends.landmarks.contact import _FINGER_BASE_KEYPOINT, _KEYPOINTS_PER_FINGER
 
     for f, (joint, kp) in enumerate(zip(FINGER_BASE_JOINT, _FINGER_BASE_KEYPOINT)):
         assert joint == 1 + 3 * f and MANO_TO_KEYPOINT[kp] == joint

@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dir_ros.hand_model import BONE_PARENTS
-from dir_ros.hand_scale import ScaleHold, hand_size
+from dir_ros.backends.landmarks.scale import ScaleHold, hand_size
 
 RNG_SEED = 5
 SETTLED = 30  # frames after which the held size is scored

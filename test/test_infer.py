@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dir_ros import geometry as geo
+from dir_ros.common import geometry as geo
 from dir_ros.cli import build_parser, main
-from dir_ros.infer import infer
-from dir_ros.results import FrameResult, HandsResult
+from dir_ros.cli.infer import infer
+from dir_ros.common.results import FrameResult, HandsResult
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CONFIG = ROOT / "config" / "model" / "dir_light.yaml"

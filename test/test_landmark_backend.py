@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as geo
+from dir_ros.common import geometry as geo
 from dir_ros.hand_model import build_hand_layers
-from dir_ros.landmark_backend import LandmarkPredictor
+from dir_ros.backends.landmarks.predictor import LandmarkPredictor
 
 K = np.array([[554.3, 0.0, 319.5], [0.0, 554.3, 239.5], [0.0, 0.0, 1.0]])  # 640x480, 60 deg
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -136,7 +136,7 @@ def test_warm_start_and_reset() -> None:
 
 
 # Realistic landmark noise of the hand front end on a still hand (measured on the drifting
-# clips, scripts/tune_smoothing.py --measure and dir_ros.hand_scale): image landmarks ~2 px
+# clips, benchmarks/tune_smoothing.py --measure and dir_ros.backends.landmarks.scale): image landmarks ~2 px
 # per coordinate, world landmarks ~3 mm per coordinate, and their overall size 3 % per frame.
 NOISE_PX = 2.0
 NOISE_WORLD_M = 1e-3
@@ -147,7 +147,7 @@ STILL_DEPTH_M = 0.35  # the hands of the drifting clips are 0.17-0.36 m away
 def _still_hand_depths(scale_hold: bool, smoothing: str, frames: int = 120) -> np.ndarray:
     """Wrist depths (frames,) m of a still right hand 0.5 m away seen with NOISE_* landmark
     noise, through the landmark backend and the smoother as the node runs them."""
-    import dir_ros.smoothing as _S; make_smoother = _S.make_smoother
+    import dir_ros.post.smoothing as _S; make_smoother = _S.make_smoother
 
     rng = np.random.default_rng(21)
     rot = Rotation.from_euler("xyz", [70, 10, -20], degrees=True).as_matrix()

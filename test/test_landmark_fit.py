@@ -1,5 +1,5 @@
-"""Tests of dir_ros.landmark_fit (placement of world landmarks, hand-model fit) and of
-dir_ros.geometry.ray_rotation, on the bundled open hand model.
+"""Tests of dir_ros.backends.landmarks.fit (placement of world landmarks, hand-model fit) and of
+dir_ros.common.geometry.ray_rotation, on the bundled open hand model.
 
 Fit accuracy is measured as the max-joint error per hand (the worst of its 21 keypoints),
 averaged over the hands of a batch ("max-joint mean"), plus a bound on the worst hand.
@@ -14,16 +14,16 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as geo
+from dir_ros.common import geometry as geo
 from dir_ros import hand_model as hm
-from dir_ros import landmark_fit as lf
+from dir_ros.backends.landmarks import fit as lf
 
 # 640x480 camera with a 60 degree horizontal field of view: fx = 320 / tan(30 deg).
 IMAGE_W, IMAGE_H = 640, 480
 FX = (IMAGE_W / 2) / np.tan(np.radians(30.0))
 K = np.array([[FX, 0.0, 319.5], [0.0, FX, 239.5], [0.0, 0.0, 1.0]])
 # Random plausible poses: the open hand model's first PCA rows are synergies (grasp, hook,
-# spread, thumb opposition/flexion, pointing, ulnar/radial; scripts/make_open_hand.py) in
+# spread, thumb opposition/flexion, pointing, ulnar/radial; tools/make_open_hand.py) in
 # +-1.5, the other (orthonormal, radian-valued) rows add small joint deviations in +-0.3 rad.
 NUM_SYNERGIES, SYNERGY_RANGE, OTHER_PCA_RANGE = 7, 1.5, 0.3
 BETA_RANGE = 1.0

@@ -138,8 +138,8 @@ def _frame_result():
     """A frame with a valid metric left hand (depth placement) and a right hand that the
     network found but scored below min_confidence: invalid, with non-zero arrays that the
     message must zero."""
-    from dir_ros.geometry import full_frame_box
-    from dir_ros.results import PLACEMENT_DEPTH, FrameResult, HandsResult
+    from dir_ros.common.geometry import full_frame_box
+    from dir_ros.common.results import PLACEMENT_DEPTH, FrameResult, HandsResult
 
     rng = np.random.default_rng(3)
 

@@ -109,7 +109,7 @@ def test_autocast_bfloat16_forward():
 
 
 # The light config is the small one for CPU tests: under a fifth of the release network's
-# 92.7 M parameters (README: 15.66 M). Its speed is measured by scripts/benchmark_model.py,
+# 92.7 M parameters (README: 15.66 M). Its speed is measured by benchmarks/benchmark_model.py,
 # not asserted here (a timed test fails on a loaded machine).
 LIGHT_MAX_PARAMS = 20_000_000
 

@@ -1,4 +1,4 @@
-"""dir_ros.native_log: MediaPipe/TFLite/absl C++ log lines stay off the console, everything
+"""dir_ros.common.native_log: MediaPipe/TFLite/absl C++ log lines stay off the console, everything
 else (partial lines of progress bars too) still reaches it, and a switch shows them."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dir_ros.native_log import SHOW_ENV, is_native_line
+from dir_ros.common.native_log import SHOW_ENV, is_native_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "person_room.jpg"
@@ -53,7 +53,7 @@ def test_line_patterns() -> None:
 
 WRITER = """
 import os, sys, time
-from dir_ros.native_log import quiet_native_logs
+from dir_ros.common.native_log import quiet_native_logs
 print(quiet_native_logs(), flush=True)
 lines = {lines!r}
 for line in lines:
@@ -91,7 +91,7 @@ def test_switch_shows_native_lines() -> None:
 
 DETECT = """
 import cv2
-from dir_ros.detection import HandDetector
+from dir_ros.frontend.detection import HandDetector
 rgb = cv2.cvtColor(cv2.imread({sample!r}), cv2.COLOR_BGR2RGB)
 with HandDetector(video=False) as det:
     print(sorted(det(rgb)), flush=True)

@@ -405,8 +405,8 @@ def test_fast_marker_serialisation_matches_rclpy() -> None:
     from rclpy.serialization import deserialize_message, serialize_message
     from std_msgs.msg import Header
 
-    from dir_ros.results import FrameResult, HandsResult
-    from dir_ros.geometry import full_frame_box
+    from dir_ros.common.results import FrameResult, HandsResult
+    from dir_ros.common.geometry import full_frame_box
     from dir_ros.ros.markers import FastMarkerSerializer, frame_markers
 
     rng = np.random.default_rng(0)

@@ -27,9 +27,9 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the build
     pytest.skip(f"ROS messages not importable: {e}", allow_module_level=True)
 
-from dir_ros import depth as D
-from dir_ros import depth_synthetic as syn
-from dir_ros import pointcloud as pc
+from dir_ros.post import depth as D
+from dir_ros.data import depth_synthetic as syn
+from dir_ros.output import pointcloud as pc
 
 W, H = 320, 240
 K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])

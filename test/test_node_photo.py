@@ -16,7 +16,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 
 from test_node import FRAME, PREFIX, NodeProcess, Probe  # the node harness of test_node.py
 
-from dir_ros.infer import letterbox
+from dir_ros.cli.infer import letterbox
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")

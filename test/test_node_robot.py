@@ -26,7 +26,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 from test_node import (EXIT_DEADLINE_S, FRAME, PREFIX, NodeProcess, Probe,  # the node harness
                        _env, _node_cmd)
 
-from dir_ros.infer import letterbox
+from dir_ros.cli.infer import letterbox
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")

@@ -1,10 +1,10 @@
-"""dir_ros.overlay: what the debug image and the demo draw."""
+"""dir_ros.output.overlay: what the debug image and the demo draw."""
 from __future__ import annotations
 
 import numpy as np
 
-from dir_ros import geometry as geo
-from dir_ros.overlay import MESH_FILL_ALPHA, HandDrawing, colour, draw_hands
+from dir_ros.common import geometry as geo
+from dir_ros.output.overlay import MESH_FILL_ALPHA, HandDrawing, colour, draw_hands
 
 K = np.array([[100.0, 0.0, 49.5], [0.0, 100.0, 49.5], [0.0, 0.0, 1.0]])  # 100x100 image
 FAR_KEYPOINTS = np.full((21, 2), -1e6)  # off any sane image: the skeleton is skipped

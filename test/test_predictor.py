@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from dir_ros import geometry as geo
-from dir_ros import crop as C
-from dir_ros import decode as D
+from dir_ros.common import geometry as geo
+from dir_ros.frontend import crop as C
+from dir_ros.image import decode as D
 from dir_ros import predictor as P
-from dir_ros import results as R
-from dir_ros import smoothing as S
-from dir_ros.hands_msg import fields_to_result, result_to_fields
+from dir_ros.common import results as R
+from dir_ros.post import smoothing as S
+from dir_ros.output.hands_msg import fields_to_result, result_to_fields
 from dir_ros.model.outputs import DIROutput, HandPrediction, LevelOutput
 
 ROOT = Path(__file__).resolve().parent.parent

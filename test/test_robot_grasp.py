@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dir_ros.results import HandsResult
+from dir_ros.common.results import HandsResult
 from dir_ros.robot import grasp as gr
 from dir_ros.robot.synthetic import synthetic_hand
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dir_ros import geometry as geo
-from dir_ros.results import HandsResult
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import HandsResult
 from dir_ros.robot import joint_frames as jf
 from dir_ros.robot.synthetic import synthetic_hand
 

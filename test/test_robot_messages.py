@@ -19,8 +19,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the build
     pytest.skip(f"ROS messages not importable: {e}", allow_module_level=True)
 
-from dir_ros import geometry as geo
-from dir_ros.results import FrameResult, HandsResult
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import FrameResult, HandsResult
 from dir_ros.robot.grasp import GraspState
 from dir_ros.robot.synthetic import synthetic_hand
 

@@ -19,8 +19,8 @@ from scipy.spatial.transform import Rotation
 
 pytest.importorskip("dex_retargeting")
 
-from dir_ros import geometry as geo  # noqa: E402
-from dir_ros.results import HandsResult  # noqa: E402
+from dir_ros.common import geometry as geo  # noqa: E402
+from dir_ros.common.results import HandsResult  # noqa: E402
 from dir_ros.robot import retarget as rt  # noqa: E402
 from dir_ros.robot.synthetic import synthetic_hand  # noqa: E402
 

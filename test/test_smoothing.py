@@ -6,9 +6,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dir_ros import geometry as geo
-from dir_ros.results import FrameResult, HandsResult
-from dir_ros.smoothing import (DEFAULT_DEPTH_PARAMS, DEFAULT_SIGNAL_PARAMS, DepthKalman,
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import FrameResult, HandsResult
+from dir_ros.post.smoothing import (DEFAULT_DEPTH_PARAMS, DEFAULT_SIGNAL_PARAMS, DepthKalman,
                                 DepthParams, EmaSmoother, EuroParams, OneEuroSmoother,
                                 SignalOneEuroSmoother, make_smoother)
 
@@ -250,7 +250,7 @@ def test_one_euro_speed_bound_keeps_a_refit_from_opening_the_filter() -> None:
     """A root orientation that jumps by 2.5 rad in one frame (a re-fit) counts at most as
     MAX_ANGULAR_SPEED_RAD_S: the filter takes under half of the jump in that frame and keeps
     closing on the new orientation afterwards."""
-    from dir_ros.smoothing import MAX_ANGULAR_SPEED_RAD_S
+    from dir_ros.post.smoothing import MAX_ANGULAR_SPEED_RAD_S
 
     rng = np.random.default_rng(RNG_SEED + 4)
     local = _local_hand(rng)

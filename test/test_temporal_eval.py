@@ -20,7 +20,7 @@ import pytest
 
 from dir_ros.cli import main
 from dir_ros.eval.bag import BagReader, make_typestore, two_hand_msg, write_hands_bag
-from dir_ros.eval.dataset import GtHand, load_folder_dataset
+from dir_ros.data.dataset import GtHand, load_folder_dataset
 from dir_ros.eval.metrics import Evaluator, FrameSample, HandSample
 
 T = 14  # frames of the known sequences
@@ -355,7 +355,7 @@ def test_synthetic_circle_sequence_has_its_known_jitter(tmp_path: Path) -> None:
 def test_synthetic_contact_sequence_touches_without_penetration(tmp_path: Path) -> None:
     """contact + sway: every frame the two meshes are mirror images across a plane, 1 mm
     apart at their closest vertices, each entirely on its own side; the motion is smooth."""
-    from dir_ros.train.synthetic import CONTACT_GAP_M
+    from dir_ros.data.synthetic import CONTACT_GAP_M
 
     bag = _synthetic_bag(tmp_path, "contact", "--synthetic-motion", "sway", "--synthetic-contact")
     tracks = _gt_tracks(bag)
@@ -386,7 +386,7 @@ def test_synthetic_contact_sequence_touches_without_penetration(tmp_path: Path) 
 
 
 def test_synthetic_sequence_options_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dir_ros.train import bag_source, synthetic
+    from dir_ros.data import bag_source, synthetic
 
     assert bag_source.MOTIONS == synthetic.MOTIONS
     assert bag_source.DEFAULT_RADIUS_M == synthetic.SEQUENCE_RADIUS_M

@@ -15,7 +15,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dir_ros.hand_model import load_hand_model, open_hand_dir
-from dir_ros.train.interhand import (InterHandDataset, InterHandError, annotation_path,
+from dir_ros.data.interhand import (InterHandDataset, InterHandError, annotation_path,
                                      interhand_to_project, load_interhand_index)
 from dir_ros.train.sample import BadSample
 
@@ -128,7 +128,7 @@ def pixels(points: np.ndarray) -> np.ndarray:
 
 
 def test_selection_and_native_joint_order(dataset_root, arrays, caplog):
-    with caplog.at_level(logging.WARNING, logger="dir_ros.train.interhand"):
+    with caplog.at_level(logging.WARNING, logger="dir_ros.data.interhand"):
         index = load_interhand_index(dataset_root, SPLIT)
     assert list(index.frames) == [10, 11, 15]
     assert "image00014.jpg" in caplog.text and "no 'left' MANO parameters" in caplog.text

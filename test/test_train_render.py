@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dir_ros.train.render import (MeshPart, corner_origin, interpolate, project, rasterize,
+from dir_ros.data.render import (MeshPart, corner_origin, interpolate, project, rasterize,
                                   render_labels, render_shaded)
 
 SIZE = 16

@@ -1,4 +1,4 @@
-"""A short training run (the smoke run of scripts/train_smoke.py, cut to seconds): the loss
+"""A short training run (the smoke run of benchmarks/train_smoke.py, cut to seconds): the loss
 falls, the files appear, the checkpoint runs in the node's predictor, `dir-ros train
 --resume` continues, and a bad frame under bad_frames 'stop' ends the run without a
 checkpoint."""
@@ -12,7 +12,7 @@ import pytest
 
 from dir_ros.cli import main
 from dir_ros.hand_model import load_hand_model, open_hand_dir
-from dir_ros.train.synthetic import SyntheticConfig, SyntheticHands
+from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
 from dir_ros.train.trainer import TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,11 +15,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dir_ros.geometry import axis_angle_to_quat, project_points
-from dir_ros.resources import find_resource
+from dir_ros.common.geometry import axis_angle_to_quat, project_points
+from dir_ros.common.resources import find_resource
 
-from .dataset import POSE_DIM, SHAPE_DIM, DatasetFrame, GtHand
-from .metrics import NUM_KEYPOINTS, FrameSample, HandSample, hand_sample
+from dir_ros.data.dataset import POSE_DIM, SHAPE_DIM, DatasetFrame, GtHand
+from dir_ros.eval.metrics import NUM_KEYPOINTS, FrameSample, HandSample, hand_sample
 
 PACKAGE = "dir_ros"
 MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .clips import second_difference_norm
+from dir_ros.data.clips import second_difference_norm
 
 SIDES: tuple[str, str] = ("left", "right")
 WRIST = 0  # keypoint index of the wrist (contract keypoint order)
@@ -368,7 +368,7 @@ class HandSample:
     placement: int = -1  # HandMesh.placement (0 none, 1 hand size, 2 depth); -1 not known
 
 
-# HandMesh.placement -> its name in the report (dir_ros.results.PLACEMENT_NAMES).
+# HandMesh.placement -> its name in the report (dir_ros.common.results.PLACEMENT_NAMES).
 PLACEMENT_NAMES = {0: "none", 1: "hand_size", 2: "depth"}
 
 

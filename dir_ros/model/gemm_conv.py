@@ -5,9 +5,9 @@ of weights for 64 output positions. Eager oneDNN (mkldnn) re-lays such a weight 
 every call into a fresh 75 MB buffer. With glibc's default allocator that buffer comes from
 fresh mmap and page-faults on every call (~30 ms per conv on the 2-core AMD EPYC, where
 im2col + a BLAS GEMM on the weight as it lies takes ~14 ms, and needs no such buffer). When
-the process keeps freed blocks (dir_ros.machine.reuse_freed_memory, as the benchmarks do) the
+the process keeps freed blocks (dir_ros.common.machine.reuse_freed_memory, as the benchmarks do) the
 plain convs are faster instead: 24.9 ms for both against 42.1 ms as GEMMs
-(scripts/benchmark_stages.py). Exporters and compilers pre-pack weights once, so they keep
+(benchmarks/benchmark_stages.py). Exporters and compilers pre-pack weights once, so they keep
 the plain conv: this path is for eager CPU runs only.
 """
 from __future__ import annotations

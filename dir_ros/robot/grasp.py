@@ -14,7 +14,7 @@ hand without metric placement has them too):
     lost (invalid), so a re-found hand starts released.
 An invalid hand gives GraspState(valid=False) with NaN measures and pinch False.
 
-Thresholds, chosen by measurement (scripts/benchmark_retarget.py --grasp prints these figures;
+Thresholds, chosen by measurement (benchmarks/benchmark_retarget.py --grasp prints these figures;
 open hand model, landmark backend on samples/*.jpg with K = pinhole_K(w, h, 60)):
   * synthetic contact scan (right hand; index flexion 0-1.2 x thumb flexion 0-1.5 x thumb
     opposition 0-1.5 rad, 13 x 16 x 16 poses): where the surfaces of the thumb's and index's
@@ -42,7 +42,7 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
-from dir_ros.results import NUM_KEYPOINTS, SIDES
+from dir_ros.common.results import NUM_KEYPOINTS, SIDES
 
 __all__ = ["PINCH_ENTER_M", "PINCH_EXIT_M", "GraspState", "grasp_measures", "GraspTracker"]
 

@@ -30,8 +30,8 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from dir_ros import geometry as geo
-from dir_ros.results import NUM_KEYPOINTS, SIDES
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import NUM_KEYPOINTS, SIDES
 
 __all__ = ["JOINT_TF_MODES", "FINGERS", "KEYPOINT_NAMES", "TIP_KEYPOINTS", "KeypointFrames",
            "keypoint_frame_names", "keypoint_frames", "hand_keypoint_frames"]

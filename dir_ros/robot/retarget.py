@@ -9,7 +9,7 @@ the robot's joint positions in the URDF's actuated-joint order, under the URDF's
 
 Frames (both hands, both backends):
   * Hand model root frame (dir_ros.hand_model, MANO's canonical convention, see
-    scripts/make_open_hand.py and test_open_hand): right hand fingers along -x, thumb side +z,
+    tools/make_open_hand.py and test_open_hand): right hand fingers along -x, thumb side +z,
     back of the hand +y (palm -y); the left model is the right mirrored in x (fingers +x,
     thumb side +z, back +y). The fitted ``wrist_quat`` rotates this frame into the camera
     frame: keypoint - wrist = R_root @ canonical offset.
@@ -37,7 +37,7 @@ returns it to the mid-range start. ``build()`` of dex-retargeting writes a URDF 
 new temporary folder and never removes it: here that folder is created inside a private
 temporary directory that is deleted right after the build.
 
-Cost (scripts/benchmark_retarget.py, docs/figures/benchmark_retarget.json; 2-core Xeon VM
+Cost (benchmarks/benchmark_retarget.py, docs/figures/benchmark_retarget.json; 2-core Xeon VM
 shared with other jobs, load average 4-5; samples/*.jpg, 20 frames each, landmark backend):
 a warm call (the same hand on the next frame) 2.9-6.9 ms median per hand (p90 8-18 ms), the
 first call of a hand 14-26 ms (the optimiser starts mid-range); for the 1.8 hands of a frame
@@ -58,10 +58,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 import numpy as np
 import yaml
 
-from dir_ros import geometry as geo
-from dir_ros.resources import find_resource, resolve_resource
+from dir_ros.common import geometry as geo
+from dir_ros.common.resources import find_resource, resolve_resource
 from dir_ros.robot.joint_frames import checked_hand_pose
-from dir_ros.results import NUM_KEYPOINTS, SIDES
+from dir_ros.common.results import NUM_KEYPOINTS, SIDES
 
 LOG = logging.getLogger(__name__)
 

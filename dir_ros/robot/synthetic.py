@@ -2,7 +2,7 @@
 anywhere in the camera frame: the known inputs of the robot-interface tests, the grasp
 threshold measurement and the retargeting benchmark.
 
-Poses are written for the right hand in the hand model's frame (scripts/make_open_hand.py:
+Poses are written for the right hand in the hand model's frame (tools/make_open_hand.py:
 fingers -x, thumb side +z, palm -y; a positive rotation about +z flexes a finger) and
 mirrored per joint for the left hand as the model does (axis-angle (a, b, c) -> (a, -b, -c)).
 """
@@ -13,8 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dir_ros import geometry as geo
-from dir_ros.results import NUM_SHAPE, SIDES, HandsResult
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import NUM_SHAPE, SIDES, HandsResult
 
 POSES = ("open", "pinch", "fist")
 # MANO finger joints (1-based, MANO order) of each finger, base to tip.

@@ -27,8 +27,8 @@ def _parameters(node: Any) -> dict[str, Any]:
     """Declare the node's parameters (with descriptions) and return their values."""
     from rcl_interfaces.msg import ParameterDescriptor
 
-    from dir_ros.camera_source import DEFAULT_RATE_HZ
-    from dir_ros.geometry import DEFAULT_HFOV_DEG
+    from dir_ros.image.camera_source import DEFAULT_RATE_HZ
+    from dir_ros.common.geometry import DEFAULT_HFOV_DEG
 
     specs = (
         ("source", "0", "Webcam index (0 = /dev/video0), a video file or an image file (a "
@@ -72,7 +72,7 @@ def run(node: Any, cfg: dict[str, Any]) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from dir_ros.camera_source import (CameraSource, CameraSourceError, Pacer,
+    from dir_ros.image.camera_source import (CameraSource, CameraSourceError, Pacer,
                                        assumed_calibration, load_calibration)
 
     if not 0.0 < float(cfg["fov_deg"]) < 180.0:
@@ -126,7 +126,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from dir_ros.camera_source import CameraSourceError
+    from dir_ros.image.camera_source import CameraSourceError
     from dir_ros.ros.dds_profile import CAMERA_PROFILE, use_package_profile
 
     use_package_profile(profile=CAMERA_PROFILE)  # before the participant exists

@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Optional
 
-from dir_ros.resources import find_resource
+from dir_ros.common.resources import find_resource
 
 PROFILE = "config/fastdds_node.xml"
 # The camera side's profile (a shared-memory segment that holds whole frames), used by the

@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from dir_ros.geometry import DEFAULT_HFOV_DEG, pinhole_K
+from dir_ros.common.geometry import DEFAULT_HFOV_DEG, pinhole_K
 
 # ---- defaults (every one documented; CLI flags override the tunable ones)
 # Assumed horizontal field of view of the uncalibrated sample images (geometry.py).
@@ -67,7 +67,7 @@ NODE_EXIT_TIMEOUT_S = 15.0  # SIGINT -> wait this long -> SIGKILL
 LOG_TAIL_LINES = 25  # lines of the node log printed on failure
 OUTPUT_QOS_DEPTH = 50  # demo subscriptions: keep every answer of a run
 TF_QOS_DEPTH = 100  # /tf as tf2_ros subscribes to it
-# Overlay text (the hands themselves are drawn by dir_ros.overlay).
+# Overlay text (the hands themselves are drawn by dir_ros.output.overlay).
 RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR network is "
                           "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
                           "yet (it only shows the pipeline working end to end).")
@@ -116,7 +116,7 @@ def list_images(folder: Path) -> list[Path]:
 
 def resolve_file(value: str, what: str) -> Path:
     """Absolute path of a package file (cwd, source root or share/dir_ros); DemoError if none."""
-    from dir_ros.resources import resolve_resource
+    from dir_ros.common.resources import resolve_resource
 
     p = resolve_resource(value)
     if not p.is_file():
@@ -396,7 +396,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                          "(used when the ROS 2 launch tools are not installed)")
     args = ap.parse_args(argv)
     if not args.images:
-        from dir_ros.resources import resolve_resource
+        from dir_ros.common.resources import resolve_resource
 
         args.images = [resolve_resource(DEFAULT_IMAGES)]
     if not 0.0 < args.fov_deg < 180.0:
@@ -495,8 +495,8 @@ def run(args: argparse.Namespace) -> int:
     import yaml
     from tqdm import tqdm
 
-    from dir_ros.hands_msg import fields_to_hand
-    from dir_ros.overlay import draw_overlay
+    from dir_ros.output.hands_msg import fields_to_hand
+    from dir_ros.output.overlay import draw_overlay
     from dir_ros.predictor import choose_backend, is_unset
 
     images = [path for folder in args.images for path in list_images(folder)]

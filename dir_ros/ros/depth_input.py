@@ -1,6 +1,6 @@
 """hands_node's optional depth input: the depth CameraInfo of aligned depth images
 (sensor_msgs/Image 16UC1 mm or 32FC1 m, REP 118) and the depth placement of a frame's hands
-(dir_ros.depth) with the depth frame its colour frame was paired with by stamp
+(dir_ros.post.depth) with the depth frame its colour frame was paired with by stamp
 (dir_ros.ros.stamp_pairing, which waits for the pair)."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dir_ros import depth as D
-from dir_ros import geometry as geo
-from dir_ros.results import FrameResult
+from dir_ros.post import depth as D
+from dir_ros.common import geometry as geo
+from dir_ros.common.results import FrameResult
 from dir_ros.ros.stamp_pairing import Released
 
 

@@ -22,8 +22,8 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from dir_ros.hand_model import BONE_PARENTS
-from dir_ros.overlay import HAND_COLOURS
-from dir_ros.results import FrameResult, HandsResult
+from dir_ros.output.overlay import HAND_COLOURS
+from dir_ros.common.results import FrameResult, HandsResult
 from dir_ros.ros.cdr import CdrWriter, check_against_rclpy
 
 MESH_ALPHA = 0.8  # mesh opacity, as the interface proposes

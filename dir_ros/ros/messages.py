@@ -15,17 +15,17 @@ from geometry_msgs.msg import Point, TransformStamped
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from dir_ros import geometry as geo
-from dir_ros.hands_msg import result_to_fields
+from dir_ros.common import geometry as geo
+from dir_ros.output.hands_msg import result_to_fields
 from dir_ros.msg import HandMesh, TwoHandMesh
-from dir_ros.pointcloud import cloud_fields, hand_points
-from dir_ros.results import (NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, PLACEMENT_DEPTH, FrameResult,
+from dir_ros.output.pointcloud import cloud_fields, hand_points
+from dir_ros.common.results import (NUM_KEYPOINTS, NUM_POSE, NUM_SHAPE, PLACEMENT_DEPTH, FrameResult,
                              HandsResult)
 from dir_ros.ros.cdr import CdrWriter, check_against_rclpy
 
 
 def fill_hand(msg: HandMesh, f: Mapping[str, Any]) -> HandMesh:
-    """Copy HandMesh field values (dir_ros.hands_msg dict form) into an rclpy HandMesh."""
+    """Copy HandMesh field values (dir_ros.output.hands_msg dict form) into an rclpy HandMesh."""
     msg.side = int(f["side"])
     msg.valid = bool(f["valid"])
     msg.confidence = float(f["confidence"])
@@ -56,7 +56,7 @@ def to_two_hand_mesh(result: FrameResult, header: Header) -> TwoHandMesh:
 
 
 def to_point_cloud(result: FrameResult, header: Header) -> PointCloud2:
-    """Both metric hands' vertices -> PointCloud2 (layout: dir_ros.pointcloud)."""
+    """Both metric hands' vertices -> PointCloud2 (layout: dir_ros.output.pointcloud)."""
     f = cloud_fields(hand_points(result))
     msg = PointCloud2()
     msg.header = header
@@ -115,7 +115,7 @@ def rgb_to_image(rgb: np.ndarray, header: Optional[Header] = None) -> Image:
 # ---- CDR fast path ----------------------------------------------------------------------
 
 def _hand_cdr(w: CdrWriter, f: Mapping[str, Any]) -> None:
-    """One HandMesh in msg/HandMesh.msg field order, from its dir_ros.hands_msg field values
+    """One HandMesh in msg/HandMesh.msg field order, from its dir_ros.output.hands_msg field values
     (the values fill_hand copies into an rclpy message)."""
     w.pack("B?", f["side"], f["valid"])
     w.pack("f", f["confidence"])

@@ -54,14 +54,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState, Poin
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from dir_ros import depth as D
-from dir_ros import geometry as geo
+from dir_ros.post import depth as D
+from dir_ros.common import geometry as geo
 from dir_ros import predictor as P
-from dir_ros.crop import CROP_MODES
-from dir_ros.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MAX_IMAGE_SIDE_PX,
+from dir_ros.frontend.crop import CROP_MODES
+from dir_ros.image.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MAX_IMAGE_SIDE_PX,
                             DecodeError, ImageTooLarge, decode_image_msg)
-from dir_ros.results import PLACEMENT_NAMES, FrameResult
-from dir_ros import smoothing as S
+from dir_ros.common.results import PLACEMENT_NAMES, FrameResult
+from dir_ros.post import smoothing as S
 from dir_ros.hand_model import HandModelError
 from dir_ros.msg import TwoHandGrasp, TwoHandMesh
 from dir_ros.ros.depth_input import DepthInput, stamp_seconds
@@ -1280,7 +1280,7 @@ class HandsNode(Node):
 def draw_debug(rgb: np.ndarray, result: FrameResult, K: Optional[np.ndarray]) -> np.ndarray:
     """Input image with the crop box and each valid hand's projected mesh, bones and
     keypoints drawn (RGB copy)."""
-    from dir_ros.overlay import draw_hands
+    from dir_ros.output.overlay import draw_hands
 
     return draw_hands(rgb, result.hands(), K, box=result.box)
 

@@ -15,7 +15,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 
 from dir_ros.msg import HandGrasp, TwoHandGrasp
-from dir_ros.results import FrameResult
+from dir_ros.common.results import FrameResult
 from dir_ros.robot.grasp import GraspState, GraspTracker
 from dir_ros.robot.joint_frames import JOINT_TF_MODES, hand_keypoint_frames
 from dir_ros.robot.retarget import RETARGET_NONE, HandRetargeters

@@ -64,10 +64,10 @@ def add_train_parser(sub: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Run the training of parsed `train` arguments; prints a summary line."""
-    from dir_ros.resources import resolve_resource
+    from dir_ros.common.resources import resolve_resource
 
-    from .recipe import resolve_train_config
-    from .trainer import CHECKPOINT_LAST, train
+    from dir_ros.train.recipe import resolve_train_config
+    from dir_ros.train.trainer import CHECKPOINT_LAST, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 import torch
 import yaml
 
-from .sample import AugmentConfig
+from dir_ros.train.sample import AugmentConfig
 
 # Paper / release values (see the module docstring).
 PAPER_LR = 3e-4

@@ -15,7 +15,7 @@ same augmentations are applied as one exact camera model instead:
 Targets follow dir_ros/model/losses.py: uv in [-1,1] over the crop from the perspective
 projection with K_crop, xyz root-relative in metres in the crop camera frame, offset =
 (right root - left root) / 0.15, segmentation (0 background, 1 left, 2 right) and
-dense-correspondence colour maps rendered from the meshes (dir_ros/train/render.py).
+dense-correspondence colour maps rendered from the meshes (dir_ros/data/render.py).
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 import torch
 
-from dir_ros import geometry as geo
+from dir_ros.common import geometry as geo
 from dir_ros.hand_model import PCA_SLICE, SIDES, HandLayer, HandModelArrays
 from dir_ros.model.losses import DIRTarget, HandTarget
 from dir_ros.model.normalize import normalize_image
 from dir_ros.model.outputs import XYZ_SCALE
 
-from .render import MeshPart, corner_origin, project, render_labels
+from dir_ros.data.render import MeshPart, corner_origin, project, render_labels
 
 # Segmentation classes of the seg head (DIR_ARCHITECTURE.md "Decoder": background, left,
 # right).

@@ -37,11 +37,11 @@ from dir_ros.model import DIR, build_dir, load_release_checkpoint, resolve_confi
 from dir_ros.model.checkpoint import WeightsFileError, _load_file
 from dir_ros.model.outputs import XYZ_SCALE, DIROutput, HandPrediction, LevelOutput
 from dir_ros.model.losses import DIRTarget, HandTarget
-from dir_ros.resources import resolve_resource
+from dir_ros.common.resources import resolve_resource
 
-from . import ddp
-from .recipe import make_optimizer, make_schedule, resolve_train_config
-from .sample import AugmentConfig, Batch, collate
+from dir_ros.train import ddp
+from dir_ros.train.recipe import make_optimizer, make_schedule, resolve_train_config
+from dir_ros.train.sample import AugmentConfig, Batch, collate
 
 LOG = logging.getLogger("dir_ros.train")
 
@@ -168,7 +168,7 @@ def build_datasets(cfg: Mapping[str, Any], arrays: Mapping[str, Any], input_size
     aug = AugmentConfig.from_dict(cfg["augment"])
     seed = int(cfg["seed"])
     if d["source"] == "interhand":
-        from .interhand import InterHandDataset
+        from dir_ros.data.interhand import InterHandDataset
 
         train = InterHandDataset(d["root"], d["train_split"], arrays, input_size, root_joint,
                                  aug, seed, d["bad_frames"], d["train_max_frames"])
@@ -177,7 +177,7 @@ def build_datasets(cfg: Mapping[str, Any], arrays: Mapping[str, Any], input_size
             val = InterHandDataset(d["root"], d["val_split"], arrays, input_size, root_joint,
                                    None, seed, d["bad_frames"], d["val_max_frames"])
         return train, val
-    from .synthetic import SyntheticConfig, SyntheticDataset, SyntheticHands
+    from dir_ros.data.synthetic import SyntheticConfig, SyntheticDataset, SyntheticHands
 
     s = d["synthetic"]
     gen = SyntheticHands(arrays, SyntheticConfig(

@@ -1,0 +1,305 @@
+"""Landmark backend: two hands without the DIR network, for users with no DIR checkpoint.
+
+Per frame: the hand front end (detection.HandDetector, MediaPipe's bundled models) gives each
+hand's 21 image landmarks and 21 metric world landmarks (a hand it has just found, by any
+route but following, is refined by a second, following pass on the same frame: detect());
+per hand the world landmarks are
+turned from the hand's own view into the camera's (geometry.ray_rotation), the hand model
+(open hand or MANO) is fitted to them (landmark_fit.HandFitter: both hands in one batched
+call, each warm-started from the previous frame), and with K the fitted keypoints are placed
+in the camera frame so that they project onto the image landmarks (landmark_fit.place_hand).
+Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
+keeps its size from frame to frame), and two placed hands whose image regions meet are moved
+together by the coupling step of hand_contact.HandContact (touching, not passing through each
+other; with finger_step, interlocked fingers are then turned apart: hand_contact.separate_pair).
+Without K the hands are wrist-relative.
+No ROS imports.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from dir_ros.common import geometry as geo
+from dir_ros.frontend.crop import detect_box
+from dir_ros.common.results import SIDES, FrameResult, HandsResult, require_rgb
+
+LOG = logging.getLogger("dir_ros.backends.landmarks.predictor")
+# Torch threads for the fit: its tensors are tiny (21 keypoints, a 58-unknown solve), so a
+# second thread only adds synchronisation, and on a loaded 2-core machine OpenMP workers
+# waiting for a busy core made the fit 20x slower (24 ms -> 550 ms median, measured with
+# benchmarks/benchmark_landmarks.py while another process trained a network).
+FIT_TORCH_THREADS = 1
+# The front end's route that runs the landmark model on the region of the hand's own previous
+# landmarks (detection.Detection.source); every other route found the hand from another crop
+# (palm box, pair or pose region, last region) whose landmarks are measurably worse: on the
+# demo1 clip the first frame's world landmarks (the 'pair' route) were 34 mm (mean per joint,
+# wrist-relative) off the clip's later ones and one 'follow' pass on the same frame brought
+# them to 6 mm; root-relative joint jitter of that hand 1.76 -> 0.73 mm/frame^2
+# (benchmarks/benchmark_steadiness.py).
+FOLLOW_SOURCE = "follow"
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch intra-op threads, then restore the previous count
+    (process-wide while it runs: the landmark backend is the node's only torch user)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class LandmarkPredictor:
+    """Two hands from one RGB image through detected landmarks and a hand-model fit."""
+
+    device = "cpu"  # the fit runs on the CPU: two hands, a few small batched steps
+    precision = "fp32"
+
+    def __init__(self, detector: Any, layers: Mapping[str, Any], min_confidence: float,
+                 depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None,
+                 scale_hold: bool = True, hand_contact: bool = True,
+                 refine_new_hands: bool = True, finger_step: bool = False) -> None:
+        """scale_hold: hold each hand's size over the frames (hand_scale); hand_contact: the
+        coupling step of two hands whose image regions meet (hand_contact); finger_step:
+        after it, the finger step of interlocked fingers (hand_contact.separate_pair; off by
+        default: on the demo2 photo it takes 8.3 mm of penetration to 7.0 mm at 15-20 ms
+        with the fingers' keypoints within 3 px of the fit, and reaches 2.2 mm only by moving
+        them up to 70 px: the interlock is at the finger bases, where a finger's turn moves
+        little); refine_new_hands: a newly found hand's landmarks refined by one
+        landmark-tracking pass on the same frame (detect()); all False = the hands fitted
+        and placed alone, frame by frame, with the front end's first landmarks (the
+        behaviour before issue 19)."""
+        from dir_ros.backends.landmarks.contact import HandContact
+        from dir_ros.backends.landmarks.scale import ScaleHold
+        from dir_ros.backends.landmarks.fit import HandFitter
+
+        self.detector = detector
+        self.layers = dict(layers)
+        # one fitter for both sides: the two hands of a frame are fitted in one batch
+        self.fitter = HandFitter({s: self.layers[s] for s in SIDES}, **(fitter_kwargs or {}))
+        self.min_confidence = float(min_confidence)
+        self.depth_range = (float(depth_range[0]), float(depth_range[1]))
+        self.faces = {s: self.layers[s].faces.cpu().numpy().astype(np.int64) for s in SIDES}
+        self.num_verts = {s: int(self.layers[s].num_verts) for s in SIDES}
+        self._warm: dict[str, np.ndarray] = {}  # side -> last fit's params (warm start)
+        self.scale = ScaleHold(enabled=scale_hold)  # held hand sizes (cleared by reset())
+        self.contact: Optional[HandContact] = HandContact() if hand_contact else None
+        self.refine_new_hands = bool(refine_new_hands)
+        self.finger_step = bool(finger_step)
+        self.weights = {s: self.layers[s].th_weights.cpu().numpy().astype(np.float64)
+                        for s in SIDES}  # (V,16) skinning weights, for the finger step
+
+    @classmethod
+    def from_config(cls, config: Any) -> "LandmarkPredictor":
+        """Build from a predictor config (predictor.DEFAULT_CONFIG keys; the network's keys
+        are not used)."""
+        from dir_ros.hand_model import build_hand_layers
+        from dir_ros.predictor import hand_model_dir, load_config, make_detector
+
+        cfg = load_config(config)
+        layers = build_hand_layers(hand_model_dir(cfg["hand_model"]))
+        return cls(make_detector(cfg), layers, min_confidence=float(cfg["min_confidence"]),
+                   depth_range=cfg["depth_range"], scale_hold=bool(cfg["scale_hold"]),
+                   hand_contact=bool(cfg["hand_contact"]))
+
+    def reset(self) -> None:
+        """Forget the previous frames (detector tracks, warm starts, held hand sizes)."""
+        self._warm.clear()
+        self.scale.reset()
+        if self.contact is not None:
+            self.contact.reset()
+        self.detector.reset()
+
+    def predict(self, rgb: np.ndarray, K: Optional[np.ndarray] = None) -> FrameResult:
+        """rgb (H,W,3) uint8, K (3,3) intrinsics or None -> FrameResult (both hands)."""
+        rgb = require_rgb(rgb)
+        t0 = time.perf_counter()
+        detections = self.detect(rgb)
+        t1 = time.perf_counter()
+        result = self.hands_from_detections(detections, (rgb.shape[1], rgb.shape[0]), K)
+        result.timings = {"detect_ms": 1e3 * (t1 - t0), **result.timings}
+        return result
+
+    def detect(self, rgb: np.ndarray) -> dict[str, Any]:
+        """The hand front end on rgb (H,W,3) uint8: side -> detection.Detection; with
+        refine_new_hands and a front end that follows hands (video mode, track_landmarks),
+        hands found by a route other than FOLLOW_SOURCE (new or re-found) are refined."""
+        return self.refine(rgb, self.detector(rgb))
+
+    def refine(self, rgb: np.ndarray, detections: Mapping[str, Any]) -> dict[str, Any]:
+        """Detections of rgb with each newly found hand (source not FOLLOW_SOURCE) replaced
+        by the front end's landmark-tracking pass on the same frame (it follows the hand from
+        these first landmarks: the landmark model on its own landmarks' region, as on the
+        next frame; a side that pass loses keeps its first detection). One more front-end
+        call on the frames where a hand is (re)found, none otherwise; its route counts count
+        that pass too."""
+        detections = dict(detections)
+        if not (self.refine_new_hands and getattr(self.detector, "track_landmarks", False)
+                and any(d.source != FOLLOW_SOURCE for d in detections.values())):
+            return detections
+        again = self.detector(rgb)
+        for side, det in again.items():
+            if side in detections and detections[side].source != FOLLOW_SOURCE \
+                    and det.source == FOLLOW_SOURCE:
+                detections[side] = det
+        return detections
+
+    def hands_from_detections(self, detections: Mapping[str, Any], image_size: tuple[int, int],
+                              K: Optional[np.ndarray]) -> FrameResult:
+        """Detections (side -> detection.Detection) of an image of image_size (w, h) px ->
+        FrameResult; the fit and placement half of predict()."""
+        t0 = time.perf_counter()
+        K = geo.usable_intrinsics(K)  # an uncalibrated CameraInfo carries K = 0
+        hands = {}
+        with torch_threads(FIT_TORCH_THREADS):
+            ready = {}  # side -> (detection, image landmarks (21,2) px)
+            targets = {}  # side -> fit target (21,3) m
+            for side in SIDES:
+                det = detections.get(side)
+                prepared = None if det is None else self._target(side, det, K)
+                if prepared is not None:
+                    ready[side], targets[side] = (det, prepared[0]), prepared[1]
+            fits = self._fit_hands(targets)
+            for side in SIDES:
+                hands[side] = self._hand(side, *ready[side], *fits[side], K) if side in ready \
+                    else HandsResult.invalid(side, self.faces[side], self.num_verts[side])
+                if not hands[side].valid:
+                    self._warm.pop(side, None)
+                if side not in ready:  # lost: its size is measured afresh when found again
+                    self.scale.reset(side)
+            t_contact = time.perf_counter()
+            coupled = self.contact is not None and K is not None and self._couple(hands, K)
+            contact_ms = 1e3 * (time.perf_counter() - t_contact)
+        found = [d.landmarks_px for d in detections.values()]
+        box = detect_box(found) if found else geo.full_frame_box(*image_size)
+        result = FrameResult(left=hands["left"], right=hands["right"], box=box,
+                             image_size=(int(image_size[0]), int(image_size[1])),
+                             timings={"fit_ms": 1e3 * (time.perf_counter() - t0) - contact_ms})
+        if coupled:  # the coupling step's cost, on the frames where it ran
+            result.timings["contact_ms"] = contact_ms
+        return result
+
+    def _couple(self, hands: dict[str, HandsResult], K: np.ndarray) -> bool:
+        """Move two valid metric hands whose image regions meet by the coupling step's
+        offsets (in place; hand_contact.HandContact); True when it ran (the regions met)."""
+        left, right = hands["left"], hands["right"]
+        if not (left.valid and right.valid and left.metric and right.metric):
+            self.contact.reset()  # a pair no longer: its relative depth starts afresh
+            return False
+        offsets = self.contact.offsets(
+            left.vertices, left.faces, left.keypoints_2d, left.wrist_position,
+            right.vertices, right.faces, right.keypoints_2d, right.wrist_position)
+        if offsets is None:
+            return False
+        for side, d in zip(SIDES, offsets):
+            h = hands[side]
+            hands[side] = replace(h, vertices=(h.vertices + d).astype(np.float32),
+                                  joints=(h.joints + d).astype(np.float32),
+                                  wrist_position=h.wrist_position + d)
+        if self.finger_step and self.contact.inside:  # left after moving whole hands
+            self._separate_fingers(hands, K)
+        return True
+
+    def _separate_fingers(self, hands: dict[str, HandsResult], K: np.ndarray) -> None:
+        """The finger step (hand_contact.separate_pair) of two coupled hands, in place: the
+        turned fingers' vertices and keypoints, and their base joints' local rotations."""
+        from dir_ros.backends.landmarks.contact import FINGER_BASE_JOINT, separate_pair
+
+        steps = separate_pair(*((hands[s].vertices, hands[s].joints, hands[s].faces,
+                                 self.weights[s]) for s in SIDES), K)
+        if steps is None:
+            return
+        for side, step in zip(SIDES, steps):
+            if not step.turns:
+                continue
+            h = hands[side]
+            pose = np.asarray(h.pose, np.float64).reshape(-1, 3).copy()
+            root = geo.axis_angle_to_matrix(pose[0])  # camera frame <- hand frame
+            for finger, turn in step.turns.items():
+                j = FINGER_BASE_JOINT[finger]  # a child of the root: local = root^T world
+                pose[j] = geo.matrix_to_axis_angle(
+                    root.T @ turn @ root @ geo.axis_angle_to_matrix(pose[j]))
+            hands[side] = replace(h, vertices=step.vertices.astype(np.float32),
+                                  joints=step.joints.astype(np.float32),
+                                  pose=pose.reshape(-1).astype(np.float32))
+
+    def _target(self, side: str, det: Any, K: Optional[np.ndarray]
+                ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """One detection -> (image landmarks (21,2) px, fit target (21,3) m wrist-relative,
+        camera-aligned); None when its landmarks are not finite."""
+        px = np.asarray(det.landmarks_px, dtype=np.float64)
+        world = np.asarray(det.world, dtype=np.float64)
+        if not (np.all(np.isfinite(px)) and np.all(np.isfinite(world))):
+            LOG.debug("%s hand: non-finite landmarks", side)
+            return None
+        # MediaPipe's world landmarks describe the hand as seen along the ray through it (its
+        # landmark model sees a crop around the hand): rotate them into the camera's view.
+        view = geo.ray_rotation(K, px.mean(axis=0)) if K is not None else np.eye(3)
+        world = self.scale(side, world)  # the hand's held size (unchanged when off)
+        return px, (world - world[0]) @ view.T
+
+    def _fit_hands(self, targets: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int]]:
+        """Fit every side's target (21,3) m in one batch, each warm-started from its previous
+        frame (a NaN init row: cold); side -> (FitResult, its row)."""
+        if not targets:
+            return {}
+        from dir_ros.backends.landmarks.fit import NUM_FIT_PARAMS
+
+        sides = list(targets)
+        init = None
+        if any(s in self._warm for s in sides):
+            init = np.stack([self._warm[s][0] if s in self._warm
+                             else np.full(NUM_FIT_PARAMS, np.nan) for s in sides])
+        fit = self.fitter.fit(np.stack([targets[s] for s in sides]), init=init, sides=sides)
+        for row, side in enumerate(sides):
+            self._warm[side] = fit.params[row:row + 1]
+        return {side: (fit, row) for row, side in enumerate(sides)}
+
+    def _hand(self, side: str, det: Any, px: np.ndarray, fit: Any, row: int,
+              K: Optional[np.ndarray]) -> HandsResult:
+        """One detection and its row of the batch's FitResult -> HandsResult in the camera
+        frame (metric when K places it)."""
+        joints_rel = np.asarray(fit.joints[row], dtype=np.float64)
+        verts_rel = np.asarray(fit.vertices[row], dtype=np.float64) - joints_rel[0]
+        joints_rel = joints_rel - joints_rel[0]
+        root = None
+        if K is not None:
+            try:
+                root = place_checked(joints_rel, px, K, self.depth_range)
+            except ValueError as e:
+                LOG.debug("%s hand: no metric placement (%s)", side, e)
+        offset = root if root is not None else np.zeros(3)
+        rotmats = np.asarray(fit.rotmats[row], dtype=np.float64)
+        return HandsResult(
+            side=side, valid=bool(det.score >= self.min_confidence),
+            confidence=float(det.score),
+            vertices=(verts_rel + offset).astype(np.float32),
+            joints=(joints_rel + offset).astype(np.float32),
+            wrist_position=offset.copy(), wrist_quat=geo.matrix_to_quat(rotmats[0]),
+            metric=root is not None,
+            pose=geo.matrix_to_axis_angle(rotmats).reshape(-1).astype(np.float32),
+            shape=np.asarray(fit.shape[row], dtype=np.float32),
+            keypoints_2d=px.astype(np.float32), faces=self.faces[side],
+            fit_residual_mm=float(fit.residual_mm[row]), source=str(det.source))
+
+
+def place_checked(joints_rel: np.ndarray, px: np.ndarray, K: np.ndarray,
+                  depth_range: Sequence[float]) -> np.ndarray:
+    """Camera-frame wrist position (3,) m of wrist-relative joints (21,3) m seen at px (21,2);
+    ValueError when the solution is not finite or its depth is outside depth_range."""
+    from dir_ros.backends.landmarks.fit import place_hand
+
+    root = place_hand(joints_rel, px, K)
+    if not (np.all(np.isfinite(root)) and depth_range[0] <= root[2] <= depth_range[1]):
+        raise ValueError(f"wrist at {root} m is outside the depth range {tuple(depth_range)}")
+    return root

@@ -1,0 +1,1 @@
+"""The hand front end: palm detection, hand landmarks, tracking, crops."""

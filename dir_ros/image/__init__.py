@@ -1,0 +1,1 @@
+"""Images in: ROS image decoding and camera / video / photo sources."""

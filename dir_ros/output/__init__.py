@@ -1,0 +1,1 @@
+"""Outputs without ROS: message field layout, overlays, point clouds."""

@@ -1,0 +1,1 @@
+"""After the backend: smoothing over frames and RGB-D depth placement."""
