@@ -14,7 +14,7 @@ def _requirements() -> list[str]:
     """Core runtime requirements: requirements/core.txt minus test tools, plus torch."""
     lines = (HERE / "requirements" / "core.txt").read_text().splitlines()
     reqs = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-    return ["torch>=2.2"] + [r for r in reqs if not r.startswith(("pytest", "cv-bridge"))]
+    return ["torch>=2.2"] + [r for r in reqs if not r.startswith(("pytest", "cv-bridge", "import-linter", "grimp"))]
 
 
 setup(

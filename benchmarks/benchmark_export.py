@@ -112,7 +112,7 @@ def photo_crops(folder: Path, size: int) -> tuple[Optional[torch.Tensor], list[d
     from dir_ros.common import geometry as geo
     from dir_ros.frontend.crop import make_cropper
     from dir_ros.model.normalize import normalize_image
-    from dir_ros.predictor import make_detector
+    from dir_ros.config import make_detector
 
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training smoke run on this machine's CPUs: the light network on the synthetic source
 (config/train/synthetic_light.yaml) for a few minutes, then the checkpoint in the node's
-predictor (dir_ros.predictor.HandsPredictor, backend dir, full-frame crop, CPU).
+predictor (dir_ros.backends.dir.HandsPredictor, backend dir, full-frame crop, CPU).
 
 Prints the figures (loss at the first step and averaged at the start / end, validation loss
 and MPJPE before and after, time, CPU, threads) and writes them to OUT/smoke.json; exits 1
@@ -40,7 +40,7 @@ def check_predictor(summary: dict) -> dict:
     """Load the trained checkpoint in the node's predictor and run it on a validation frame
     of the synthetic source (full-frame crop, as the node with crop 'full')."""
     from dir_ros.hand_model import load_hand_model, open_hand_dir
-    from dir_ros.predictor import HandsPredictor
+    from dir_ros.backends.dir import HandsPredictor
     from dir_ros.train.recipe import resolve_train_config
     from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
 

@@ -267,7 +267,7 @@ def test_predictor_runs_unchanged_on_exported_runtime(light_cache: Path, runtime
     """HandsPredictor takes the ExportedDIR as its model: same FrameResult as with torch."""
     import numpy as np
 
-    from dir_ros.predictor import HandsPredictor, select_runtime
+    from dir_ros.backends.dir import HandsPredictor, select_runtime
 
     model = _model(LIGHT_CONFIG)
     eager = HandsPredictor(model)
@@ -287,7 +287,7 @@ def test_predictor_from_config_reports_the_runtime_precision(tmp_path: Path) -> 
     """runtime openvino + precision bf16 from a config: the predictor's precision is what
     OpenVINO computes in (not CUDA autocast's fp32 fallback); torch bf16 on the CPU -> fp32."""
     pytest.importorskip("openvino")
-    from dir_ros.predictor import HandsPredictor
+    from dir_ros.backends.dir import HandsPredictor
 
     cfg = {"backend": "dir", "model_config": str(LIGHT_CONFIG), "device": "cpu",
            "crop": "full", "runtime": "openvino", "precision": "bf16",
@@ -302,7 +302,8 @@ def test_predictor_from_config_reports_the_runtime_precision(tmp_path: Path) -> 
 
 
 def test_select_runtime_refuses_unknown_and_keeps_torch_on_cuda() -> None:
-    from dir_ros.predictor import RUNTIMES, select_runtime
+    from dir_ros.config import RUNTIMES
+    from dir_ros.backends.dir import select_runtime
 
     assert RUNTIMES == ("auto", "torch", "onnxruntime", "openvino")
     model = _model(LIGHT_CONFIG)
@@ -317,7 +318,7 @@ def test_runtime_auto_picks_the_fastest_installed(monkeypatch: pytest.MonkeyPatc
     installed (importlib's find_spec, faked here); explicit runtimes stay as they are."""
     import importlib.util
 
-    from dir_ros import predictor as P
+    from dir_ros import config as P
 
     real = importlib.util.find_spec
     for installed, want in (({"openvino", "onnxruntime"}, "openvino"),
@@ -334,7 +335,8 @@ def test_runtime_auto_picks_the_fastest_installed(monkeypatch: pytest.MonkeyPatc
 def test_predictor_default_runtime_is_openvino_on_the_cpu(tmp_path: Path) -> None:
     """The default config (runtime auto) runs the exported network on OpenVINO on the CPU."""
     pytest.importorskip("openvino")
-    from dir_ros.predictor import DEFAULT_CONFIG, HandsPredictor
+    from dir_ros.config import DEFAULT_CONFIG
+    from dir_ros.backends.dir import HandsPredictor
 
     assert DEFAULT_CONFIG["runtime"] == "auto"
     with warnings.catch_warnings():

@@ -231,7 +231,7 @@ def test_scale_hold_and_hand_contact_reach_the_predictor(ctx: Any) -> None:
     (defaults: predictor.DEFAULT_CONFIG's); read-only."""
     from rclpy.parameter import Parameter
 
-    from dir_ros import predictor as P
+    from dir_ros import config as P
     from dir_ros.ros.node import SPECS, HandsNode
 
     class _Stub:  # what the node needs of a predictor until a frame arrives

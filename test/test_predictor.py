@@ -1,4 +1,4 @@
-"""Tests of dir_ros.predictor: decoding, cropping, predict() with a stub and the light model."""
+"""Tests of dir_ros.backends.dir (the DIR backend): cropping, predict() with a stub and the light model."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import torch
 from dir_ros.common import geometry as geo
 from dir_ros.frontend import crop as C
 from dir_ros.image import decode as D
-from dir_ros import predictor as P
+from dir_ros.backends import dir as P
 from dir_ros.common import results as R
 from dir_ros.post import smoothing as S
 from dir_ros.output.hands_msg import fields_to_result, result_to_fields

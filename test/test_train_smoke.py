@@ -47,7 +47,7 @@ def test_short_run_learns_and_writes_its_files(run):
 
 
 def test_checkpoint_runs_in_the_node_predictor(run):
-    from dir_ros.predictor import HandsPredictor
+    from dir_ros.backends.dir import HandsPredictor
 
     out, summary = run
     gen = SyntheticHands(load_hand_model(open_hand_dir()), SyntheticConfig(width=128, height=128))

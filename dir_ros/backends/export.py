@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from dir_ros.model.outputs import DIROutput, HandPrediction, LevelOutput
-from dir_ros.predictor import PRECISIONS, RUNTIMES
+from dir_ros.config import PRECISIONS, RUNTIMES
 from dir_ros.common.results import SIDES
 
 LOG = logging.getLogger("dir_ros.backends.export")

@@ -56,7 +56,8 @@ from visualization_msgs.msg import MarkerArray
 
 from dir_ros.post import depth as D
 from dir_ros.common import geometry as geo
-from dir_ros import predictor as P
+from dir_ros import config as P
+from dir_ros.predictor import build_predictor
 from dir_ros.frontend.crop import CROP_MODES
 from dir_ros.image.decode import (DEFAULT_MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS_LIMIT, MAX_IMAGE_SIDE_PX,
                             DecodeError, ImageTooLarge, decode_image_msg)
@@ -495,7 +496,7 @@ def _newest_bridge() -> Optional[RosLogBridge]:
 class HandsNode(Node):
     """The ROS 2 node around HandsPredictor (see module docstring)."""
 
-    def __init__(self, predictor_factory: Callable[[dict], Any] = P.build_predictor,
+    def __init__(self, predictor_factory: Callable[[dict], Any] = build_predictor,
                  **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         self._log_bridge = RosLogBridge(self.get_logger())
