@@ -15,7 +15,7 @@ PACKAGE_NAME = "dir_ros"
 
 def package_root() -> Path:
     """The source checkout root (the folder holding dir_ros/, config/, weights/, msg/)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # <root>/dir_ros/common/resources.py
 
 
 def resource_candidates(relative: Union[str, Path]) -> Iterator[Path]:
@@ -26,7 +26,7 @@ def resource_candidates(relative: Union[str, Path]) -> Iterator[Path]:
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             yield Path(prefix) / "share" / PACKAGE_NAME / rel
-    # installed module: <prefix>/lib/pythonX.Y/site-packages/dir_ros/resources.py -> <prefix>
+    # installed module: <prefix>/lib/pythonX.Y/site-packages/dir_ros/common/resources.py -> <prefix>
     for parent in Path(__file__).resolve().parents:
         yield parent / "share" / PACKAGE_NAME / rel
     yield Path(sys.prefix) / "share" / PACKAGE_NAME / rel
