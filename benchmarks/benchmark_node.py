@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from dir_ros.common.machine import machine_info, write_figures
-from dir_ros.ros.demo import stop_process
+from dir_ros.ros.demo_node import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE_STUB_FLAG = "--serve-stub-node"  # argv[1] that makes this file run the stub node itself

@@ -27,7 +27,7 @@ try:
 
     from dir_ros.msg import TwoHandMesh
     from dir_ros.ros.dds_profile import PROFILE_ENVS
-    from dir_ros.ros.demo import stop_process
+    from dir_ros.ros.demo_node import stop_process
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import Marker, MarkerArray

@@ -329,7 +329,7 @@ def test_depth_pairs_on_a_busy_cpu(ctx: Any, tmp_path: Any) -> None:
     import sys
     from pathlib import Path
 
-    from dir_ros.ros.demo import stop_process
+    from dir_ros.ros.demo_node import stop_process
 
     ns = f"rgbd_busy{os.getpid()}"
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -18,6 +18,9 @@ What it does (what `make demo` runs):
   4. writes <out>/<name>_overlay.png (projected meshes, keypoints, skeleton, one text line
      per hand) and <out>/summary.json, and prints a latency table.
 
+This module is the runner (inputs, the run loop, overlays, summary and table); the node
+subprocess is in demo_node.py, the ROS 2 client in demo_client.py.
+
 Usage: tools/ros_env.sh python -m dir_ros.ros.demo [--images samples] [--images DIR ...]
        [--out out/demo]
 Exit status: 0 ok; 2 bad input (images folder missing / empty, config not found);
@@ -29,16 +32,16 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from dir_ros.common.geometry import DEFAULT_HFOV_DEG, pinhole_K
+from dir_ros.ros.demo_client import DemoClient, Stamp
+from dir_ros.ros.demo_node import LOG_TAIL_LINES, TF_PREFIX, NodeProcess, node_params
 
 # ---- defaults (every one documented; CLI flags override the tunable ones)
 # Assumed horizontal field of view of the uncalibrated sample images (geometry.py).
@@ -46,8 +49,6 @@ DEFAULT_FOV_DEG = DEFAULT_HFOV_DEG
 DEFAULT_MODEL_CONFIG = "config/model/dir_release.yaml"  # the release's architecture
 DEFAULT_PARAMS = "config/hands.yaml"  # the node's documented parameter file
 DEFAULT_NAMESPACE = "/demo"  # the node's relative topics live under it (no interference)
-FRAME_ID = "demo_camera_optical"  # header.frame_id of the published images
-TF_PREFIX = "demo/"  # node frame_prefix: TF children demo/left_wrist, demo/right_wrist
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Model build on a CPU (ResNet-50 release config, hand model) plus DDS discovery.
 DEFAULT_STARTUP_TIMEOUT_S = 180.0
@@ -60,35 +61,12 @@ RESEND_MIN_S = 10.0
 RESEND_LATENCY_FACTOR = 3.0
 # After the TwoHandMesh, how long to keep waiting for the markers and TF of the same frame.
 SIDE_OUTPUT_WAIT_S = 5.0
-# Pause between CameraInfo and Image so the node caches the intrinsics first.
-CAMERA_INFO_LEAD_S = 0.1
-SPIN_PERIOD_S = 0.05  # executor spin_once timeout
-NODE_EXIT_TIMEOUT_S = 15.0  # SIGINT -> wait this long -> SIGKILL
-LOG_TAIL_LINES = 25  # lines of the node log printed on failure
-OUTPUT_QOS_DEPTH = 50  # demo subscriptions: keep every answer of a run
-TF_QOS_DEPTH = 100  # /tf as tf2_ros subscribes to it
 # Overlay text (the hands themselves are drawn by dir_ros.output.overlay).
 RANDOM_WEIGHTS_WARNING = ("WARNING: no trained weights are configured: the DIR network is "
                           "RANDOMLY INITIALISED, so the hand geometry below is NOT meaningful "
                           "yet (it only shows the pipeline working end to end).")
 EXIT_OK, EXIT_INPUT, EXIT_NODE, EXIT_INTERRUPTED = 0, 2, 3, 130
 DEFAULT_IMAGES = "samples"  # the committed sample photos (samples/ATTRIBUTION.md)
-RESET_SERVICE = "hands_node/reset"  # std_srvs/Trigger: forget tracking / warm start / smoothing
-RESET_TIMEOUT_S = 30.0  # the reset runs between two frames on the node's worker thread
-LAUNCH_FILE = "hands.launch.py"
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = NODE_EXIT_TIMEOUT_S) -> Optional[int]:
-    """Stop a node process: SIGINT (its clean shutdown), then SIGKILL when it has not exited
-    within timeout_s. Returns its exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 class DemoError(Exception):
@@ -124,241 +102,7 @@ def resolve_file(value: str, what: str) -> Path:
     return p.resolve()
 
 
-def node_params(params_file: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The node's ros__parameters from a hands.yaml-style file, with `overrides` applied."""
-    import yaml
-
-    from dir_ros.predictor import ros_params_section
-
-    with open(params_file, encoding="utf-8") as f:
-        params = ros_params_section(yaml.safe_load(f) or {})
-    params.update(overrides)
-    return params
-
-
-def launch_command(params_yaml: Path, namespace: str) -> Optional[list[str]]:
-    """`ros2 launch dir_ros hands.launch.py ...` with the demo's params and topics, when the
-    ROS 2 launch tools and the installed package are there; None otherwise."""
-    import shutil
-
-    ros2 = shutil.which("ros2")
-    if ros2 is None:
-        return None
-    try:
-        import launch_ros  # noqa: F401
-        from ament_index_python.packages import get_package_share_directory
-
-        if not (Path(get_package_share_directory("dir_ros")) / "launch" / LAUNCH_FILE).is_file():
-            return None
-    except Exception:  # no launch_ros / package not installed: run the executable
-        return None
-    return [ros2, "launch", "dir_ros", LAUNCH_FILE, f"config:={params_yaml}",
-            f"namespace:={namespace.strip('/')}", "image:=image", "camera_info:=camera_info",
-            f"frame_prefix:={TF_PREFIX}"]
-
-
-def node_command() -> list[str]:
-    """The installed hands_node executable run by this Python, else the module."""
-    try:
-        from ament_index_python.packages import get_package_prefix
-
-        exe = Path(get_package_prefix("dir_ros")) / "lib" / "dir_ros" / "hands_node"
-        if exe.is_file():
-            return [sys.executable, str(exe)]
-    except Exception:  # no ament index: fall back to the module (source checkout)
-        pass
-    return [sys.executable, "-m", "dir_ros.ros.node"]
-
-
-# ---- the node subprocess -----------------------------------------------------------------
-
-class NodeProcess:
-    """hands_node in a subprocess; stdout+stderr go to a log file read on failure."""
-
-    def __init__(self, params_yaml: Path, namespace: str, log_path: Path,
-                 use_launch: bool = True) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "w", encoding="utf-8")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
-        # The node runs the same dir_ros code as this demo (a source checkout first on the
-        # path; the generated dir_ros.msg is still found in the install space, extend_path).
-        code_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (code_root, env.get("PYTHONPATH", "")) if p)
-        cmd = launch_command(params_yaml, namespace) if use_launch else None
-        self.launched = cmd is not None  # through ros2 launch (else the executable itself)
-        if cmd is None:
-            cmd = node_command() + ["--ros-args", "-r", f"__ns:={namespace}",
-                                    "--params-file", str(params_yaml)]
-        self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL)
-
-    def alive(self) -> bool:
-        """True while the node process runs."""
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        """The last `lines` lines of the node's output."""
-        self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").rstrip("\n")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> Optional[int]:
-        """SIGINT (the node's clean shutdown), then SIGKILL after NODE_EXIT_TIMEOUT_S."""
-        status = stop_process(self.proc)
-        if not self._log.closed:
-            self._log.close()
-        return status
-
-
-# ---- the ROS client ----------------------------------------------------------------------
-
-Stamp = tuple[int, int]
-
-
-@dataclass
-class Answers:
-    """What came back, keyed by header stamp, with the monotonic receive time."""
-
-    hands: dict[Stamp, tuple[Any, float]] = field(default_factory=dict)
-    markers: dict[Stamp, tuple[Any, float]] = field(default_factory=dict)
-    tf: dict[Stamp, tuple[list[str], float]] = field(default_factory=dict)
-
-
-class DemoClient:
-    """rclpy node publishing images + camera_info and recording hands / markers / TF."""
-
-    def __init__(self, namespace: str) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from rclpy.signals import SignalHandlerOptions
-        from sensor_msgs.msg import CameraInfo, Image
-        from std_srvs.srv import Trigger
-        from tf2_msgs.msg import TFMessage
-        from visualization_msgs.msg import MarkerArray
-
-        from dir_ros.msg import TwoHandMesh
-
-        self._Image, self._CameraInfo, self._Trigger = Image, CameraInfo, Trigger
-        self.context = rclpy.Context()
-        # Python's own SIGINT/SIGTERM handling stays in charge (the demo cleans up itself).
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("hands_demo", namespace=namespace, context=self.context)
-        # Reliable in (the node is told image_reliability: reliable): a 3 MB frame is
-        # retransmitted instead of lost; depth 1 as a camera would.
-        in_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_image = self.node.create_publisher(Image, "image", in_qos)
-        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", in_qos)
-        out_qos = QoSProfile(depth=OUTPUT_QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-        self.answers = Answers()
-        self.node.create_subscription(TwoHandMesh, "hands", self._on_hands, out_qos)
-        self.node.create_subscription(MarkerArray, "hands/markers", self._on_markers, out_qos)
-        self.node.create_subscription(TFMessage, "/tf", self._on_tf, QoSProfile(
-            depth=TF_QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE))
-        self.reset_client = self.node.create_client(Trigger, RESET_SERVICE)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-
-    def reset(self, timeout_s: float = RESET_TIMEOUT_S) -> Optional[str]:
-        """Ask the node to forget its per-stream state (tracking, warm start, smoothing);
-        None when done, else why not (no such service, refused, no answer in time)."""
-        end = time.monotonic() + timeout_s
-        while not self.reset_client.service_is_ready():  # discovery may lag the topics
-            if time.monotonic() > end:
-                return f"the node offers no {RESET_SERVICE} service"
-            self.spin()
-        future = self.reset_client.call_async(self._Trigger.Request())
-        while not future.done() and time.monotonic() < end:
-            self.spin()
-        if not future.done():
-            future.cancel()
-            return f"{RESET_SERVICE} did not answer within {timeout_s:g} s"
-        answer = future.result()
-        return None if answer.success else f"{RESET_SERVICE} refused: {answer.message}"
-
-    @staticmethod
-    def _key(header: Any) -> Stamp:
-        """(sec, nanosec) of a header stamp: how answers are matched to frames."""
-        return (int(header.stamp.sec), int(header.stamp.nanosec))
-
-    def _on_hands(self, msg: Any) -> None:
-        """Keep the first TwoHandMesh per stamp with its receive time."""
-        self.answers.hands.setdefault(self._key(msg.header), (msg, time.monotonic()))
-
-    def _on_markers(self, msg: Any) -> None:
-        """Keep the first MarkerArray per stamp (of its first marker) with its receive time."""
-        if msg.markers:
-            self.answers.markers.setdefault(self._key(msg.markers[0].header),
-                                            (msg, time.monotonic()))
-
-    def _on_tf(self, msg: Any) -> None:
-        """Collect the demo's wrist frames per stamp (time of the first one)."""
-        for t in msg.transforms:
-            if not t.child_frame_id.startswith(TF_PREFIX):
-                continue  # someone else's TF
-            frames, t0 = self.answers.tf.get(self._key(t.header), ([], time.monotonic()))
-            frames.append(t.child_frame_id)
-            self.answers.tf[self._key(t.header)] = (frames, t0)
-
-    def spin(self, seconds: float = SPIN_PERIOD_S) -> None:
-        """Handle what has arrived, waiting at most `seconds`."""
-        self.executor.spin_once(timeout_sec=seconds)
-
-    def connected(self) -> bool:
-        """The node's image / camera_info subscriptions and hands publisher are matched."""
-        return (self.pub_image.get_subscription_count() > 0
-                and self.pub_info.get_subscription_count() > 0
-                and self.node.count_publishers(self.node.resolve_topic_name("hands")) > 0)
-
-    def new_stamp(self, previous: Optional[Stamp]) -> Stamp:
-        """Now (ROS clock), strictly after `previous` so every frame has its own stamp."""
-        ns = self.node.get_clock().now().nanoseconds
-        if previous is not None:
-            ns = max(ns, previous[0] * 10**9 + previous[1] + 1)
-        return (ns // 10**9, ns % 10**9)
-
-    def publish(self, bgr: np.ndarray, K: np.ndarray, stamp: Stamp) -> float:
-        """CameraInfo (K, no distortion), a short pause, then the bgr8 Image, same stamp;
-        returns the monotonic time just before the Image was published."""
-        h, w = bgr.shape[:2]
-        info = self._CameraInfo()
-        info.header.frame_id = FRAME_ID
-        info.header.stamp.sec, info.header.stamp.nanosec = stamp
-        info.width, info.height = w, h
-        info.distortion_model = "plumb_bob"
-        info.d = [0.0] * 5
-        info.k = [float(v) for v in K.reshape(-1)]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        P = np.zeros((3, 4))
-        P[:, :3] = K
-        info.p = [float(v) for v in P.reshape(-1)]
-        self.pub_info.publish(info)
-        end = time.monotonic() + CAMERA_INFO_LEAD_S
-        while time.monotonic() < end:
-            self.spin(SPIN_PERIOD_S / 5)
-        img = self._Image()
-        img.header.frame_id = FRAME_ID
-        img.header.stamp.sec, img.header.stamp.nanosec = stamp
-        img.height, img.width, img.encoding = h, w, "bgr8"
-        img.is_bigendian = 0
-        img.step = w * 3
-        img.data = np.ascontiguousarray(bgr).tobytes()
-        t_publish = time.monotonic()
-        self.pub_image.publish(img)
-        return t_publish
-
-    def close(self) -> None:
-        """Tear down the executor, node and context (idempotent enough for a finally)."""
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
-
-# ---- reading the answer ------------------------------------------------------------------
-
-# ---- main --------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """The demo's command line (see module docstring)."""
@@ -405,6 +149,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         args.namespace = "/" + args.namespace
     return args
 
+
+# ---- the run ---------------------------------------------------------------------------------
 
 def wait_connected(client: DemoClient, node: NodeProcess, timeout_s: float) -> float:
     """Spin until the node is up and matched; seconds it took. DemoError if it died / timed out."""
@@ -497,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dir_ros.output.hands_msg import fields_to_hand
     from dir_ros.output.overlay import draw_overlay
-    from dir_ros.predictor import choose_backend, is_unset
+    from dir_ros.config import choose_backend, is_unset
 
     images = [path for folder in args.images for path in list_images(folder)]
     params_file = resolve_file(args.params, "node parameter file")
