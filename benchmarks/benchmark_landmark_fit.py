@@ -11,7 +11,8 @@ against the ground truth, for the default fit and for baselines run in the same 
     CONVERGED_STEPS steps; the stopping rule of the previous version, uncapped): what the
     early stop costs in accuracy,
   * with --compare-with FILE, "previous version": HandFitter of another landmark_fit.py
-    (e.g. `git show f07212c:dir_ros/backends/landmarks/fit.py > /tmp/landmark_fit_old.py`), with
+    (e.g. `git show f07212c:dir_ros/landmark_fit.py > /tmp/landmark_fit_old.py`; a later
+    dir_ros/backends/landmarks/fit.py also loads alone, its sibling modules by name), with
     the speed-up of the default fit over it.
 Targets: 21 keypoints of random plausible hands of the open hand model (or --model DIR),
 noiseless and with Gaussian noise (--noise-mm); warm start: the previous fit of the same

@@ -1,4 +1,5 @@
-"""Tests of dir_ros.backends.landmarks.fit (placement of world landmarks, hand-model fit) and of
+"""Tests of the landmark fit, dir_ros.backends.landmarks.{placement,rotations,kinematics,fit}
+(placement of world landmarks, rotation helpers, hand-model fit) and of
 dir_ros.common.geometry.ray_rotation, on the bundled open hand model.
 
 Fit accuracy is measured as the max-joint error per hand (the worst of its 21 keypoints),
@@ -17,6 +18,9 @@ from scipy.spatial.transform import Rotation
 from dir_ros.common import geometry as geo
 from dir_ros import hand_model as hm
 from dir_ros.backends.landmarks import fit as lf
+from dir_ros.backends.landmarks import kinematics
+from dir_ros.backends.landmarks import rotations
+from dir_ros.backends.landmarks.placement import place_hand
 
 # 640x480 camera with a 60 degree horizontal field of view: fx = 320 / tan(30 deg).
 IMAGE_W, IMAGE_H = 640, 480
@@ -76,7 +80,7 @@ def test_place_hand_every_wrist_within_2_percent_from_noisy_projections(layers):
         cam = rel + wrist
         px = geo.project_points(cam, K) + rng.normal(0.0, 1.0, (21, 2))
         world = cam - cam.mean(0)
-        t = lf.place_hand(world, px, K)
+        t = place_hand(world, px, K)
         assert np.linalg.norm(world[0] + t - wrist) < 0.02 * depth
 
 
@@ -96,7 +100,7 @@ def test_place_hand_with_world_noise_median_within_2_percent(layers):
         cam = rel + wrist
         px = geo.project_points(cam, K) + rng.normal(0.0, 1.5, (21, 2))
         world = cam - cam.mean(0)  # hand-centred, as MediaPipe's world landmarks
-        t = lf.place_hand(world + rng.normal(0.0, 3e-3, (21, 3)), px, K)
+        t = place_hand(world + rng.normal(0.0, 3e-3, (21, 3)), px, K)
         rel_err.append(np.linalg.norm(world[0] + t - wrist) / depth)
     rel_err = np.array(rel_err)
     assert np.median(rel_err) < 0.02 and rel_err.max() < 0.06, rel_err
@@ -107,14 +111,14 @@ def test_place_hand_exact_and_weights():
     world = rng.normal(0.0, 0.04, (21, 3))
     t_true = np.array([-0.12, 0.08, 0.7])
     px = geo.project_points(world + t_true, K)
-    assert np.allclose(lf.place_hand(world, px, K), t_true, atol=1e-9)
+    assert np.allclose(place_hand(world, px, K), t_true, atol=1e-9)
     # an outlier with weight 0 (even NaN) is ignored
     px_bad, world_bad = px.copy(), world.copy()
     px_bad[3] = [1e4, -1e4]
     world_bad[5] = np.nan
     w = np.ones(21)
     w[[3, 5]] = 0.0
-    assert np.allclose(lf.place_hand(world_bad, px_bad, K, weights=w), t_true, atol=1e-9)
+    assert np.allclose(place_hand(world_bad, px_bad, K, weights=w), t_true, atol=1e-9)
 
 
 def test_place_hand_rejects_degenerate_input():
@@ -122,17 +126,17 @@ def test_place_hand_rejects_degenerate_input():
     world = rng.normal(0.0, 0.04, (21, 3))
     px = geo.project_points(world + np.array([0.0, 0.0, 0.5]), K)
     with pytest.raises(ValueError, match="behind"):  # the rays' solution lies behind
-        lf.place_hand(world, geo.project_points(world + np.array([0.0, 0.0, -0.5]), K), K)
+        place_hand(world, geo.project_points(world + np.array([0.0, 0.0, -0.5]), K), K)
     bad = px.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
-        lf.place_hand(world, bad, K)
+        place_hand(world, bad, K)
     with pytest.raises(ValueError):
-        lf.place_hand(world, px, K, weights=np.r_[1.0, np.zeros(20)])  # one point only
+        place_hand(world, px, K, weights=np.r_[1.0, np.zeros(20)])  # one point only
     with pytest.raises(ValueError):
-        lf.place_hand(world[:, :2], px, K)
+        place_hand(world[:, :2], px, K)
     with pytest.raises(ValueError):  # all points at one place on one ray: t not determined
-        lf.place_hand(np.zeros((21, 3)), np.full((21, 2), 100.0), K)
+        place_hand(np.zeros((21, 3)), np.full((21, 2), 100.0), K)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +148,7 @@ def test_kinematic_model_matches_layer_and_jacobian(layers):
     layer = _mano_like_layer("left", 4)
     fitter = lf.HandFitter(layer)
     g = torch.Generator().manual_seed(0)
-    root = lf._rodrigues(torch.randn(3, 3, dtype=torch.float64, generator=g))
+    root = rotations.rodrigues(torch.randn(3, 3, dtype=torch.float64, generator=g))
     finger = fitter.pose_mean + 0.5 * torch.randn(3, 45, dtype=torch.float64, generator=g)
     betas = torch.randn(3, 10, dtype=torch.float64, generator=g)
     state = fitter._forward(root, finger, betas)
@@ -156,9 +160,9 @@ def test_kinematic_model_matches_layer_and_jacobian(layers):
     jac = fitter._jacobian(state, finger)
     eps = 1e-6
     for col in (0, 2, 3, 10, 20, 33, 47, 48, 52, 57):  # root, fingers, betas
-        d = torch.zeros(3, lf._NUM_UNKNOWNS, dtype=torch.float64)
+        d = torch.zeros(3, kinematics.NUM_UNKNOWNS, dtype=torch.float64)
         d[:, col] = eps
-        moved = fitter._forward(root @ lf._rodrigues(d[:, :3]), finger + d[:, 3:48],
+        moved = fitter._forward(root @ rotations.rodrigues(d[:, :3]), finger + d[:, 3:48],
                                 betas + d[:, 48:])["kps"]
         numeric = ((moved - state["kps"]) / eps).reshape(3, -1)
         assert torch.allclose(jac[:, :, col], numeric, atol=1e-5), col
@@ -198,16 +202,16 @@ def test_rotation_helpers_exact():
     # the same maths as the textbook forms (scipy), float64 rounding apart.
     rng = np.random.default_rng(9)
     v, w = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
-    assert np.allclose((lf._skew(torch.as_tensor(v)) @ torch.as_tensor(w)[..., None])
+    assert np.allclose((rotations.skew(torch.as_tensor(v)) @ torch.as_tensor(w)[..., None])
                        .squeeze(-1).numpy(), np.cross(v, w), atol=1e-12)
     axes = rng.normal(size=(60, 3))
     axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
     angles = np.concatenate([[0.0, 1e-9, 1e-5, 1e-4, 2e-4], rng.uniform(0.0, np.pi, 50),
                              [np.pi - 1e-7, np.pi - 1e-3, np.pi, 2.5, 3.0]])
     rotvec = axes * angles[:, None]
-    mats = lf._rodrigues(torch.as_tensor(rotvec)).numpy()
+    mats = rotations.rodrigues(torch.as_tensor(rotvec)).numpy()
     assert np.allclose(mats, Rotation.from_rotvec(rotvec).as_matrix(), atol=1e-12)
-    back = lf._matrix_to_axis_angle(torch.as_tensor(mats)).numpy()
+    back = rotations.matrix_to_axis_angle(torch.as_tensor(mats)).numpy()
     assert np.allclose(Rotation.from_rotvec(back).as_matrix(), mats, atol=1e-9)
     assert np.all(np.linalg.norm(back, axis=-1) <= np.pi + 1e-12)
     keep = angles < np.pi - 1e-3  # away from pi the axis-angle itself is unique
@@ -215,8 +219,9 @@ def test_rotation_helpers_exact():
     # right Jacobian: exp(theta + d) = exp(theta) exp(Jr d) to first order
     theta = torch.as_tensor(rotvec[:-3])
     d = torch.as_tensor(rng.normal(0.0, 1e-7, theta.shape))
-    lhs = lf._rodrigues(theta + d)
-    rhs = lf._rodrigues(theta) @ lf._rodrigues((lf._right_jacobian(theta) @ d[..., None])[..., 0])
+    lhs = rotations.rodrigues(theta + d)
+    rhs = rotations.rodrigues(theta) @ rotations.rodrigues(
+        (rotations.right_jacobian(theta) @ d[..., None])[..., 0])
     assert torch.allclose(lhs, rhs, atol=1e-12)
 
 

@@ -32,7 +32,7 @@ BASIS_STABILITY_ATOL = 1e-6
 
 def _load_script():
     spec = importlib.util.spec_from_file_location("make_open_hand",
-                                                  REPO / "scripts" / "make_open_hand.py")
+                                                  REPO / "tools" / "make_open_hand.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(mod)

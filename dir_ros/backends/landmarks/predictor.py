@@ -297,7 +297,7 @@ def place_checked(joints_rel: np.ndarray, px: np.ndarray, K: np.ndarray,
                   depth_range: Sequence[float]) -> np.ndarray:
     """Camera-frame wrist position (3,) m of wrist-relative joints (21,3) m seen at px (21,2);
     ValueError when the solution is not finite or its depth is outside depth_range."""
-    from dir_ros.backends.landmarks.fit import place_hand
+    from dir_ros.backends.landmarks.placement import place_hand
 
     root = place_hand(joints_rel, px, K)
     if not (np.all(np.isfinite(root)) and depth_range[0] <= root[2] <= depth_range[1]):
