@@ -1,12 +1,14 @@
-"""Metric tests with hand-computed answers (dir_ros.eval.metrics)."""
+"""Metric tests with hand-computed answers (dir_ros.eval: pose_metrics, interpenetration,
+evaluator)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import trimesh
 
-from dir_ros.eval import metrics as M
-from dir_ros.eval.metrics import Evaluator, FrameSample, HandSample
+from dir_ros.eval import interpenetration as IV
+from dir_ros.eval import pose_metrics as PM
+from dir_ros.eval.evaluator import Evaluator, FrameSample, HandSample, hand_sample
 
 RNG_SEED = 0
 
@@ -20,11 +22,11 @@ def test_translation_and_scale_invariance_of_wrist_alignment() -> None:
     rng = np.random.default_rng(RNG_SEED)
     gt = _hand(rng, (0.0, 0.0, 0.5), n=4)
     pred = 1.3 * gt + np.array([0.1, -0.2, 0.3])  # same hand, other translation and scale
-    assert M.mpjpe_mm(pred, gt, "wrist") == pytest.approx(0.0, abs=1e-9)
-    assert M.mpjpe_mm(pred, gt, "ms") == pytest.approx(0.0, abs=1e-9)
+    assert PM.mpjpe_mm(pred, gt, "wrist") == pytest.approx(0.0, abs=1e-9)
+    assert PM.mpjpe_mm(pred, gt, "ms") == pytest.approx(0.0, abs=1e-9)
     # M: aligned at the middle MCP but not scaled: error = 0.3 * |gt - gt_9|
     expected_m = np.mean(0.3 * np.linalg.norm(gt - gt[:, 9:10], axis=-1)) * 1000.0
-    assert M.mpjpe_mm(pred, gt, "m") == pytest.approx(expected_m, rel=1e-9)
+    assert PM.mpjpe_mm(pred, gt, "m") == pytest.approx(expected_m, rel=1e-9)
     assert expected_m > 1.0
 
 
@@ -36,24 +38,24 @@ def test_known_per_joint_offset() -> None:
     # along z (|d| = 10 mm); the wrist-to-middle-MCP bone is unchanged, so scale = 1
     moved = [j for j in range(21) if j not in (0, 9)]
     pred[:, moved] += np.array([0.0, 0.006, 0.008])
-    assert M.mpjpe_mm(pred, gt, "wrist") == pytest.approx(10.0 * 19 / 21, rel=1e-9)
-    assert M.mpjpe_mm(pred, gt, "m") == pytest.approx(10.0 * 19 / 21, rel=1e-9)
+    assert PM.mpjpe_mm(pred, gt, "wrist") == pytest.approx(10.0 * 19 / 21, rel=1e-9)
+    assert PM.mpjpe_mm(pred, gt, "m") == pytest.approx(10.0 * 19 / 21, rel=1e-9)
     # vertices shifted by 3 mm (root joints untouched) -> MPVPE 3 mm
     verts = rng.uniform(-0.05, 0.05, size=(3, 50, 3)) + np.array([0, 0, 0.5])
-    assert M.mpvpe_mm(verts + [0.003, 0, 0], verts, pred, gt, "wrist") == pytest.approx(3.0, rel=1e-9)
+    assert PM.mpvpe_mm(verts + [0.003, 0, 0], verts, pred, gt, "wrist") == pytest.approx(3.0, rel=1e-9)
 
 
 def test_pck_and_auc_of_constructed_errors() -> None:
     errors = np.array([10.0] * 50 + [30.0] * 50)  # mm
-    t = M.pck_thresholds_mm()  # 0, 0.5, ..., 50
-    pck = M.pck_curve(errors, t)
+    t = PM.pck_thresholds_mm()  # 0, 0.5, ..., 50
+    pck = PM.pck_curve(errors, t)
     assert pck[t < 10].max() == 0.0
     assert np.all(pck[(t >= 10) & (t < 30)] == 0.5)
     assert np.all(pck[t >= 30] == 1.0)
     # trapezoid areas: 9.5-10: 0.125, 10-29.5: 9.75, 29.5-30: 0.375, 30-50: 20 -> 30.25 / 50
-    assert M.pck_auc(pck, t) == pytest.approx(30.25 / 50.0)
+    assert PM.pck_auc(pck, t) == pytest.approx(30.25 / 50.0)
     # on the exact step function the AUC would be (0.5 * 20 + 1 * 20) / 50 = 0.6
-    assert abs(M.pck_auc(pck, t) - 0.6) < 0.01
+    assert abs(PM.pck_auc(pck, t) - 0.6) < 0.01
 
 
 def test_mrrpe_known_offset() -> None:
@@ -62,7 +64,7 @@ def test_mrrpe_known_offset() -> None:
     # prediction: left right, right hand 3 cm further and 4 cm lower -> 50 mm
     pl = gl + [0.2, 0.2, 0.2]  # a global shift does not matter
     pr = gr + [0.2, 0.2, 0.2] + [0.0, 0.04, 0.03]
-    assert M.mrrpe_mm(pl, pr, gl, gr)[0] == pytest.approx(50.0)
+    assert PM.mrrpe_mm(pl, pr, gl, gr)[0] == pytest.approx(50.0)
 
 
 def test_miaa_known_pixel_shift() -> None:
@@ -75,7 +77,7 @@ def test_miaa_known_pixel_shift() -> None:
     pred_root = gt_root + [0.05, -0.02, 0.1]
     pred_v = gt_v - gt_root[:, None] + pred_root[:, None] + [0.002, 0.0, 0.0]
     # placed at the GT root, every vertex at depth z moves fx * 0.002 / z = 2.4 px
-    assert M.miaa_px(pred_v, pred_root, gt_v, gt_root, K)[0] == pytest.approx(fx * 0.002 / z)
+    assert PM.miaa_px(pred_v, pred_root, gt_v, gt_root, K)[0] == pytest.approx(fx * 0.002 / z)
 
 
 def test_interpenetration_volume_of_two_boxes() -> None:
@@ -83,18 +85,18 @@ def test_interpenetration_volume_of_two_boxes() -> None:
     a = trimesh.creation.box(extents=(side, side, side))
     b = trimesh.creation.box(extents=(side, side, side))
     b.apply_translation((0.02, 0.0, 0.0))  # overlap 2 x 4 x 4 cm = 32 cm^3
-    vol, watertight = M.interpenetration_volume(a.vertices, a.faces, b.vertices, b.faces)
+    vol, watertight = IV.interpenetration_volume(a.vertices, a.faces, b.vertices, b.faces)
     assert watertight
     assert vol == pytest.approx(32.0, abs=4.0)  # faces on the voxel lattice: exact up to edge weights
     c = trimesh.creation.box(extents=(side, side, side))
     c.apply_translation((0.0123, 0.0031, 0.0))  # overlap 2.77 x 3.69 x 4 cm = 40.9 cm^3, off-lattice
-    vol2, _ = M.interpenetration_volume(a.vertices, a.faces, c.vertices, c.faces)
+    vol2, _ = IV.interpenetration_volume(a.vertices, a.faces, c.vertices, c.faces)
     expected2 = (side - 0.0123) * (side - 0.0031) * side * 1e6
     overlap_area_cm2 = 2 * ((side - 0.0123) * (side - 0.0031) + (side - 0.0123) * side + (side - 0.0031) * side) * 1e4
-    assert abs(vol2 - expected2) <= overlap_area_cm2 * M.IV_PITCH_M * 100 / 2  # half a voxel layer
+    assert abs(vol2 - expected2) <= overlap_area_cm2 * IV.IV_PITCH_M * 100 / 2  # half a voxel layer
     far = trimesh.creation.box(extents=(side, side, side))
     far.apply_translation((0.1, 0.0, 0.0))
-    assert M.interpenetration_volume(a.vertices, a.faces, far.vertices, far.faces)[0] == 0.0
+    assert IV.interpenetration_volume(a.vertices, a.faces, far.vertices, far.faces)[0] == 0.0
 
 
 def test_open_mesh_is_capped_before_voxelising() -> None:
@@ -103,9 +105,9 @@ def test_open_mesh_is_capped_before_voxelising() -> None:
     keep = sphere.triangles_center[:, 2] < 0.03
     v, f = sphere.vertices, sphere.faces[keep]
     assert not trimesh.Trimesh(v, f, process=False).is_watertight
-    v2, f2 = M.close_holes(v, f)
+    v2, f2 = IV.close_holes(v, f)
     assert trimesh.Trimesh(v2, f2).is_watertight
-    vol, watertight = M.interpenetration_volume(v, f, sphere.vertices, sphere.faces)
+    vol, watertight = IV.interpenetration_volume(v, f, sphere.vertices, sphere.faces)
     assert watertight
     # the capped sphere minus its cap is most of the sphere (268 cm^3), not a thin shell
     assert vol > 150.0
@@ -168,7 +170,7 @@ def test_unannotated_gt_joints_are_excluded() -> None:
     gt_r = rj.copy()
     gt_r[[4, 8]] = np.nan
     gt_l_no_wrist = lj.copy()
-    gt_l_no_wrist[M.WRIST] = np.nan
+    gt_l_no_wrist[PM.WRIST] = np.nan
     ev = Evaluator(compute_iv=False)
     ev.add(_frame(lj, pred_r), _frame(gt_l_no_wrist, gt_r))
     s = ev.summary()
@@ -210,5 +212,5 @@ def test_hand_sample_keeps_confidence_of_invalid_hand() -> None:
         valid = False
         confidence = 0.35
 
-    sample = M.hand_sample(Invalid())
+    sample = hand_sample(Invalid())
     assert not sample.valid and sample.confidence == pytest.approx(0.35)

@@ -21,7 +21,7 @@ import pytest
 from dir_ros.cli import main
 from dir_ros.eval.bag import BagReader, make_typestore, two_hand_msg, write_hands_bag
 from dir_ros.data.dataset import GtHand, load_folder_dataset
-from dir_ros.eval.metrics import Evaluator, FrameSample, HandSample
+from dir_ros.eval.evaluator import Evaluator, FrameSample, HandSample
 
 T = 14  # frames of the known sequences
 FPS = 25.0  # stamp spacing of the bag sequence (not the default 30: dt must come from stamps)

@@ -15,7 +15,8 @@ from dir_ros.hand_model import load_hand_model, open_hand_dir
 from dir_ros.model import DIRTarget, HandTarget, build_dir
 from dir_ros.train import ddp
 from dir_ros.train.sample import AugmentConfig, Batch, collate
-from dir_ros.data.synthetic import SyntheticConfig, SyntheticDataset, SyntheticHands
+from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
+from dir_ros.train.datasets import SyntheticDataset
 from dir_ros.train.trainer import forward_loss
 
 LIGHT = Path(__file__).resolve().parents[1] / "config" / "model" / "dir_light.yaml"

@@ -15,8 +15,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dir_ros.hand_model import load_hand_model, open_hand_dir
-from dir_ros.data.interhand import (InterHandDataset, InterHandError, annotation_path,
-                                     interhand_to_project, load_interhand_index)
+from dir_ros.data.interhand import (InterHandError, annotation_path, interhand_to_project,
+                                    load_interhand_index)
+from dir_ros.train.datasets import InterHandDataset
 from dir_ros.train.sample import BadSample
 
 SPLIT = "train"

@@ -13,8 +13,9 @@ from dir_ros.cli import main
 from dir_ros.hand_model import SIDES, load_hand_model, open_hand_dir
 from dir_ros.train.recipe import TrainConfigError, resolve_train_config
 from dir_ros.data.render import MeshPart, corner_origin, render_labels
-from dir_ros.train.sample import (AugmentConfig, HandTables, double_layers, make_sample,
-                                  matrix_from_rot6d, mirror_params, posed_hand)
+from dir_ros.data.hands import (HandTables, double_layers, matrix_from_rot6d, mirror_params,
+                                posed_hand)
+from dir_ros.train.sample import AugmentConfig, make_sample
 from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
 from dir_ros.train.trainer import atomic_save
 

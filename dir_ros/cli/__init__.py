@@ -46,7 +46,7 @@ class Predictor(Protocol):
 def make_bag(args: argparse.Namespace) -> dict[str, int]:
     """Build a bag from the selected source; returns message counts per topic."""
     from dir_ros.eval.bag import DEFAULT_FRAME_ID, write_dataset_bag
-    from dir_ros.data.dataset import SOURCES
+    from dir_ros.data.sources import SOURCES
 
     source = SOURCES[args.source]
     frames, info = source.open(args)
@@ -65,8 +65,8 @@ def make_bag(args: argparse.Namespace) -> dict[str, int]:
 
 
 def frame_sample_from_result(result: Any, K: np.ndarray | None, stamp_ns: int) -> Any:
-    """metrics.FrameSample from a predictor FrameResult (duck-typed: .left/.right hands)."""
-    from dir_ros.eval.metrics import FrameSample, hand_sample
+    """evaluator.FrameSample from a predictor FrameResult (duck-typed: .left/.right hands)."""
+    from dir_ros.eval.evaluator import FrameSample, hand_sample
 
     if isinstance(result, FrameSample):
         result.stamp_ns = stamp_ns
@@ -267,7 +267,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     args.config) in bag order; with it, TwoHandMesh messages of that bag are matched to the
     reference frames by header stamp.
     """
-    from dir_ros.eval.metrics import Evaluator
+    from dir_ros.eval.evaluator import Evaluator
     from dir_ros.eval.report import write_report
     from dir_ros.image.decode import decode_image_msg
 
@@ -355,7 +355,7 @@ def eval_bag(args: argparse.Namespace, predictor: Predictor | None = None) -> di
     summary["camera_info_choice"] = ref["camera_info_choice"]
     summary["unmatched_predictions"] = len(preds) - len(matched)
     summary["ground_truth_without_frame"] = len(set(ref["gt"]) - frame_set)
-    from dir_ros.eval.metrics import describe
+    from dir_ros.eval.evaluator import describe
 
     summary["latency_ms"] = describe(lat_ms)
     summary["rate_hz"] = rates
@@ -415,7 +415,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The dir-ros argument parser with its subcommands."""
     from dir_ros.eval.bag import DEFAULT_JPEG_QUALITY, STORAGES
-    from dir_ros.data.dataset import SOURCES
+    from dir_ros.data.sources import SOURCES
 
     parser = _Parser(prog=PROG, description="dir_ros tools: reconstruct hands on images and videos, "
                      "check a DIR checkpoint, build evaluation bags and score bags.")

@@ -1,4 +1,4 @@
-"""The `synthetic` source of `dir-ros make-bag` (registered in dir_ros/data/dataset.py).
+"""The `synthetic` source of `dir-ros make-bag` (registered in dir_ros/data/sources.py).
 
 Kept free of heavy imports: building the CLI parser only needs the options; the frames
 (dir_ros/data/synthetic.py, which needs torch) are made when the source is opened.
@@ -73,10 +73,3 @@ def open_source(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
 
     return _open(args)
 
-
-def synthetic_source() -> Any:
-    """The dir_ros.data.dataset.Source of `make-bag --source synthetic`."""
-    from dir_ros.data.dataset import Source
-
-    return Source("synthetic", "seeded synthetic two-hand frames rendered from the hand model, "
-                  "with full ground truth", add_source_arguments, open_source)

@@ -1,8 +1,9 @@
-"""Frame sources for ``dir-ros make-bag``: a folder of images + a JSON ground-truth file.
+"""Frames with ground truth (DatasetFrame, GtHand) and the ``folder`` source of
+``dir-ros make-bag``: a folder of images + a JSON ground-truth file.
 
-Sources are pluggable: :data:`SOURCES` maps a name to a factory ``(args) -> iterable of
-DatasetFrame``; :func:`register_source` adds one. ``folder`` (below) and ``synthetic`` (seeded
-two-hand frames rendered from the hand model, dir_ros/data/synthetic.py) are shipped.
+The sources are pluggable (dir_ros/data/sources.py: SOURCES, register_source): ``folder``
+(this module) and ``synthetic`` (seeded two-hand frames rendered from the hand model,
+dir_ros/data/synthetic.py) are shipped.
 
 Ground-truth JSON format (``format: "dir_ros.dataset/1"``), all geometry in metres in the
 camera optical frame (x right, y down, z forward), keypoint order of the project
@@ -41,16 +42,15 @@ truth at all (make-bag then writes no /hands/gt topic). Images: anything OpenCV 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
-from dir_ros.eval.metrics import NUM_KEYPOINTS, SIDES
+from dir_ros.common.results import NUM_KEYPOINTS, SIDES
 
 DATASET_FORMAT = "dir_ros.dataset/1"  # value of the optional "format" key
 DEFAULT_FPS = 30.0  # stamp spacing when frames carry no stamp (typical camera rate)
@@ -295,47 +295,3 @@ def write_folder_dataset(
     path = folder / "ground_truth.json"
     path.write_text(json.dumps(top))
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Pluggable sources
-
-
-@dataclass
-class Source:
-    """A named frame source: CLI arguments it adds and a factory from parsed arguments."""
-
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    open: Callable[[argparse.Namespace], tuple[list[DatasetFrame], dict[str, Any]]]
-
-
-SOURCES: dict[str, Source] = {}
-
-
-def register_source(source: Source) -> None:
-    """Make a source available to ``dir-ros make-bag --source NAME``."""
-    SOURCES[source.name] = source
-
-
-def _folder_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--annotations", "--gt", dest="annotations", type=Path,
-                        help="[folder] ground-truth JSON (format in docs/evaluation.md)")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="[folder] images folder (default: the JSON's folder)")
-
-
-def _folder_open(args: argparse.Namespace) -> tuple[list[DatasetFrame], dict[str, Any]]:
-    if args.annotations is None:
-        raise DatasetError("--source folder needs --annotations FILE.json")
-    return load_folder_dataset(args.annotations, args.images, args.fps)
-
-
-register_source(Source("folder", "folder of images + JSON ground truth", _folder_args, _folder_open))
-
-# Seeded synthetic two-hand frames (dir_ros/data/synthetic.py); the module imported here only
-# defines the options, the frames (which need torch) are made when the source is opened.
-from dir_ros.data.bag_source import synthetic_source  # noqa: E402 - after Source is defined
-
-register_source(synthetic_source())

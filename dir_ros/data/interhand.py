@@ -1,4 +1,5 @@
-"""InterHand2.6M (v1.0, 5 or 30 fps) in the dataset's own layout, as DIR training samples.
+"""InterHand2.6M (v1.0, 5 or 30 fps) in the dataset's own layout, as frames with posed hands
+(the training samples of them: dir_ros/train/datasets.py).
 
 Layout read (ROOT is the folder holding `images` and `annotations`)::
 
@@ -40,9 +41,8 @@ from scipy.spatial.transform import Rotation
 from dir_ros.data.dataset import DatasetError, read_image_file
 from dir_ros.hand_model import SIDES, HandModelArrays
 
-from dir_ros.train.sample import (DARK_IMAGE_MEAN, AugmentConfig, BadFrameError, BadSample, HandGeometry,
-                     HandTables, RawFrame, double_layers, make_sample, pca_from_axis_angle,
-                     posed_hand, rot6d_from_matrix)
+from dir_ros.data.hands import (BadFrameError, HandGeometry, HandTables, RawFrame, double_layers,
+                                pca_from_axis_angle, posed_hand, rot6d_from_matrix)
 
 LOG = logging.getLogger("dir_ros.data.interhand")
 
@@ -63,6 +63,9 @@ INTERHAND_TO_PROJECT = (20, 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12
 INTERHAND_HAND_OFFSET = {"right": 0, "left": 21}
 INTERHAND_NUM_JOINTS = 42
 BAD_FRAME_POLICIES = ("skip", "stop")
+# The release skips frames whose image mean is below this (dataset/prepare_data.py:
+# `if img.mean() < 10: continue`): InterHand2.6M has black frames.
+DARK_IMAGE_MEAN = 10.0
 # Frames named per reason in the skip summary (the rest are counted).
 SHOWN_SKIPPED = 3
 
@@ -280,27 +283,18 @@ def decode_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-class InterHandDataset:
-    """Training samples (dir_ros.train.sample.make_sample dicts) of one InterHand2.6M split.
-
-    Samples are deterministic: frame i of epoch e is augmented with the generator seeded by
-    (seed, e, i), whatever the worker or process that loads it. A bad frame (see the module
-    docstring) gives a BadSample; the trainer skips it or stops (bad_frames).
-    """
+class InterHandFrames:
+    """The frames of one InterHand2.6M split: index, hand geometry in the camera frame and
+    decoded images (the training samples of them: dir_ros.train.datasets.InterHandDataset).
+    A bad frame (see the module docstring) raises BadFrameError naming it."""
 
     def __init__(self, root: str | Path, split: str, arrays: Mapping[str, HandModelArrays],
-                 input_size: int, root_joint: int = 0, augment: Optional[AugmentConfig] = None,
-                 seed: int = 0, bad_frames: str = "skip", max_frames: Optional[int] = None,
+                 bad_frames: str = "skip", max_frames: Optional[int] = None,
                  index: Optional[InterHandIndex] = None) -> None:
         self.index = index or load_interhand_index(root, split, bad_frames, max_frames)
         self.tables = HandTables.from_arrays(arrays)
         self.layers = double_layers(arrays)
-        self.input_size = int(input_size)
-        self.root_joint = int(root_joint)
-        self.augment = augment
-        self.seed = int(seed)
         self.bad_frames = bad_frames
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.index)
@@ -338,15 +332,3 @@ class InterHandDataset:
             raise BadFrameError(f"image {path}: mean intensity {rgb.mean():.1f} < "
                                 f"{DARK_IMAGE_MEAN:g} (black frame, skipped as in the release)")
         return RawFrame(rgb=rgb, K=self.index.K[i], hands=self.hand_geometry(i), name=str(path))
-
-    def __getitem__(self, i: int) -> dict[str, Any] | BadSample:
-        """The training sample of frame i, or a BadSample naming why it cannot be one."""
-        try:
-            frame = self.raw_frame(int(i))
-            rng = None
-            if self.augment is not None and self.augment.enabled:
-                rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-            return make_sample(frame, self.tables, self.input_size, self.root_joint, rng,
-                               self.augment)
-        except BadFrameError as err:
-            return BadSample(str(err))

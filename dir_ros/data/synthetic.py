@@ -3,7 +3,8 @@ default) rendered with simple shading over varied backgrounds, deterministic by 
 
 Frame i of seed s depends only on (s, i): its hand poses, shapes and placement come from
 the generator seeded by (s, i, 0), its background, skin colours and light from (s, i, 1).
-The same frames feed training (SyntheticDataset, the same targets as InterHand2.6M) and
+The same frames feed training (dir_ros.train.datasets.SyntheticDataset, the same targets as
+InterHand2.6M) and
 `dir-ros make-bag --source synthetic` (a bag with /hands/gt for eval-bag).
 
 Scene: a pinhole camera (field of view FOV_DEG across the width), both hands in front of
@@ -35,10 +36,9 @@ from dir_ros.data.dataset import DEFAULT_FPS, DEFAULT_START_NS, DatasetError, Da
 from dir_ros.hand_model import NUM_BETAS, NUM_POSE_COMPS, PCA_SLICE, SIDES, HandModelArrays
 
 from dir_ros.data.render import MeshPart, corner_origin, render_shaded
-from dir_ros.train.sample import (BETAS_PART, ROT6D_PART, AugmentConfig, BadFrameError, BadSample,
-                     HandGeometry, HandTables, RawFrame, axis_angle_from_pca, double_layers,
-                     make_sample, matrix_from_rot6d, mirror_params, posed_hand,
-                     rot6d_from_matrix)
+from dir_ros.data.hands import (BETAS_PART, ROT6D_PART, HandGeometry, HandTables, RawFrame,
+                                axis_angle_from_pca, double_layers, matrix_from_rot6d,
+                                mirror_params, posed_hand, rot6d_from_matrix)
 
 # Scene parameters (chosen so that both hands fill a good part of the frame, like the
 # InterHand2.6M crops, and the crop is not much larger than the network input).
@@ -338,49 +338,6 @@ def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
                         (BG_NOISE_CELLS, BG_NOISE_CELLS, 3)).astype(np.float32)
     noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-
-
-class SyntheticDataset:
-    """Training samples of frames [start, start + num_frames) of a SyntheticHands stream
-    (same sample format as InterHandDataset). cache keeps rendered frames in memory."""
-
-    def __init__(self, hands: SyntheticHands, num_frames: int, input_size: int,
-                 root_joint: int = 0, augment: Optional[AugmentConfig] = None, seed: int = 0,
-                 start: int = 0, cache: bool = False) -> None:
-        if num_frames < 1:
-            raise ValueError(f"a synthetic dataset needs at least one frame, got {num_frames}")
-        self.hands = hands
-        self.num_frames = int(num_frames)
-        self.start = int(start)
-        self.input_size = int(input_size)
-        self.root_joint = int(root_joint)
-        self.augment = augment
-        self.seed = int(seed)
-        self.cache: Optional[dict[int, RawFrame]] = {} if cache else None
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.num_frames
-
-    def raw_frame(self, i: int) -> RawFrame:
-        """Frame i of this dataset (rendered, or from the cache)."""
-        if self.cache is not None and i in self.cache:
-            return self.cache[i]
-        frame = self.hands.frame(self.start + int(i))
-        if self.cache is not None:
-            self.cache[i] = frame
-        return frame
-
-    def __getitem__(self, i: int) -> dict[str, Any] | BadSample:
-        """The training sample of frame i (augmented with the generator (seed, epoch, i))."""
-        try:
-            rng = None
-            if self.augment is not None and self.augment.enabled:
-                rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-            return make_sample(self.raw_frame(int(i)), self.hands.tables, self.input_size,
-                               self.root_joint, rng, self.augment)
-        except BadFrameError as err:
-            return BadSample(str(err))
 
 
 # ---------------------------------------------------------------------------------------

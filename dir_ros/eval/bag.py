@@ -19,7 +19,8 @@ from dir_ros.common.geometry import axis_angle_to_quat, project_points
 from dir_ros.common.resources import find_resource
 
 from dir_ros.data.dataset import POSE_DIM, SHAPE_DIM, DatasetFrame, GtHand
-from dir_ros.eval.metrics import NUM_KEYPOINTS, FrameSample, HandSample, hand_sample
+from dir_ros.common.results import NUM_KEYPOINTS
+from dir_ros.eval.evaluator import FrameSample, HandSample, hand_sample
 
 PACKAGE = "dir_ros"
 MSG_NAMES = ("HandMesh", "TwoHandMesh")  # dependency order
@@ -228,12 +229,12 @@ def K_from_camera_info(msg: Any) -> np.ndarray | None:
 
 
 def hand_sample_from_msg(hand: Any) -> HandSample:
-    """metrics.HandSample from a dir_ros/HandMesh."""
+    """evaluator.HandSample from a dir_ros/HandMesh."""
     return hand_sample(hand, joints=[[p.x, p.y, p.z] for p in hand.joints])
 
 
 def frame_sample_from_msg(msg: Any, K: np.ndarray | None = None) -> FrameSample:
-    """metrics.FrameSample from a dir_ros/TwoHandMesh."""
+    """evaluator.FrameSample from a dir_ros/TwoHandMesh."""
     return FrameSample(left=hand_sample_from_msg(msg.left), right=hand_sample_from_msg(msg.right),
                        K=K, stamp_ns=stamp_to_ns(msg.header))
 

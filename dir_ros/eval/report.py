@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from dir_ros.eval.metrics import PCK_MAX_MM, SIDES, VARIANT_TITLES, VARIANTS
+from dir_ros.common.results import SIDES
+from dir_ros.eval.pose_metrics import PCK_MAX_MM, VARIANT_TITLES, VARIANTS
 
 NA = "n/a"  # table cell of a metric that cannot be computed (e.g. mesh metrics without GT mesh)
 PCK_FIGSIZE_IN = (6.0, 4.5)  # inches

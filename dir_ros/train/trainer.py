@@ -168,7 +168,7 @@ def build_datasets(cfg: Mapping[str, Any], arrays: Mapping[str, Any], input_size
     aug = AugmentConfig.from_dict(cfg["augment"])
     seed = int(cfg["seed"])
     if d["source"] == "interhand":
-        from dir_ros.data.interhand import InterHandDataset
+        from dir_ros.train.datasets import InterHandDataset
 
         train = InterHandDataset(d["root"], d["train_split"], arrays, input_size, root_joint,
                                  aug, seed, d["bad_frames"], d["train_max_frames"])
@@ -177,7 +177,8 @@ def build_datasets(cfg: Mapping[str, Any], arrays: Mapping[str, Any], input_size
             val = InterHandDataset(d["root"], d["val_split"], arrays, input_size, root_joint,
                                    None, seed, d["bad_frames"], d["val_max_frames"])
         return train, val
-    from dir_ros.data.synthetic import SyntheticConfig, SyntheticDataset, SyntheticHands
+    from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
+    from dir_ros.train.datasets import SyntheticDataset
 
     s = d["synthetic"]
     gen = SyntheticHands(arrays, SyntheticConfig(
@@ -265,10 +266,10 @@ def forward_loss(runner: torch.nn.Module, model: DIR, batch: Batch, counts: tupl
 
 
 def frame_samples(level: LevelOutput, target: DIRTarget) -> list[tuple[Any, Any]]:
-    """(prediction, ground truth) metrics.FrameSample pairs of a batch: each hand's
+    """(prediction, ground truth) evaluator.FrameSample pairs of a batch: each hand's
     root-relative joints and mesh, the right hand placed at the (predicted or true)
     offset from the left hand's root, so MRRPE is the release's |pred - GT| offset error."""
-    from dir_ros.eval.metrics import FrameSample, HandSample
+    from dir_ros.eval.evaluator import FrameSample, HandSample
 
     def place(hand: Any, shift: np.ndarray, b: int) -> HandSample:
         # float32 halves what validation gathers from the other processes (um-level rounding)
@@ -290,9 +291,9 @@ def frame_samples(level: LevelOutput, target: DIRTarget) -> list[tuple[Any, Any]
 @torch.no_grad()
 def validate(model: DIR, dataset: Any, info: ddp.DistInfo, batch_size: int, workers: int,
              amp_dtype: Optional[torch.dtype], progress: bool, epoch: int) -> dict[str, Any]:
-    """Validation loss and metrics (dir_ros/eval/metrics.py: MPJPE, MPVPE wrist-aligned and
+    """Validation loss and metrics (dir_ros/eval/evaluator.py: MPJPE, MPVPE wrist-aligned and
     scaled, MRRPE) of the final level over the validation set, shared by all processes."""
-    from dir_ros.eval.metrics import Evaluator
+    from dir_ros.eval.evaluator import Evaluator
 
     model.eval()
     sampler = ddp.ShardedBatchSampler(len(dataset), max(batch_size, info.world_size) //
