@@ -290,7 +290,7 @@ def test_help_of_each_subcommand() -> None:
 
 
 def test_stamp_matching_with_tolerance() -> None:
-    from dir_ros.cli import _match_stamps
+    from dir_ros.cli.eval_bag import _match_stamps
 
     frames = [0, 100_000_000, 200_000_000]
     preds = {1_000_000: "a", 99_000_000: "b", 150_000_000: "c"}  # 1 ms late, 1 ms early, no frame
@@ -476,10 +476,10 @@ def test_predictor_is_built_only_after_the_bag_is_usable(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A bag without images fails before the model is built (no model warnings first)."""
-    import dir_ros.cli as cli
+    import dir_ros.cli.eval_bag as eval_bag_cli
 
     built: list[str] = []
-    monkeypatch.setattr(cli, "load_predictor", lambda config: built.append(config))
+    monkeypatch.setattr(eval_bag_cli, "load_predictor", lambda config: built.append(config))
     bag = tmp_path / "no_images"
     write_hands_bag(bag, [])
     assert main(["eval-bag", str(bag), "--out", str(tmp_path / "o"), "--no-progress"]) == 1

@@ -1,7 +1,6 @@
-"""`dir-ros infer` (hands on your own pictures and videos) and `dir-ros check-weights` (does a
-DIR checkpoint load, and what does it answer on a sample image).
+"""`dir-ros infer`: hands on your own pictures and videos.
 
-infer: images, folders (sorted, not recursive), video files and a webcam (--camera INDEX)
+Images, folders (sorted, not recursive), video files and a webcam (--camera INDEX)
 -> per frame an overlay PNG (projected meshes, skeletons, the crop box in yellow, handedness
 and wrist position) and a JSON file with both hands' TwoHandMesh field values; a progress bar
 per input. Independent images reset the predictor's tracking; the frames of one video or of
@@ -24,7 +23,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 DEFAULT_INFER_CONFIG = "config/hands.yaml"  # the node's params file: infer runs what it runs
 DEFAULT_INFER_OUT = "dir_ros_infer"
-DEFAULT_CHECK_MODEL_CONFIG = "config/model/dir_release.yaml"
 LETTERBOX_GREY = 128  # border of letterbox() frames (mid grey: no edges for the detector)
 # Background grey level of --blank overlays (hands drawn without the picture: for sharing
 # results on pictures that may not be redistributed).
@@ -134,7 +132,7 @@ def result_json(result: Any, K: Optional[np.ndarray], source: str) -> dict[str, 
 
 def infer_config(args: argparse.Namespace) -> dict[str, Any]:
     """The predictor config of an infer run: --config with --backend / --weights applied."""
-    from dir_ros.predictor import load_config
+    from dir_ros.config import load_config
 
     cfg = load_config(args.config)
     for key in ("backend", "weights", "hand_model", "model_config", "device"):
@@ -152,7 +150,8 @@ def infer(args: argparse.Namespace, predictor: Any = None) -> dict[str, int]:
     from tqdm import tqdm
 
     from dir_ros.output.overlay import draw_overlay
-    from dir_ros.predictor import build_predictor, choose_backend, is_unset
+    from dir_ros.predictor import build_predictor
+    from dir_ros.config import choose_backend, is_unset
 
     camera = getattr(args, "camera", None)
     files: list[Any] = expand_inputs(list(args.paths)) if args.paths or camera is None else []
@@ -204,61 +203,47 @@ def infer(args: argparse.Namespace, predictor: Any = None) -> dict[str, int]:
     return counts
 
 
-def sample_image() -> Optional[Path]:
-    """The first of the package's sample photos (samples/, source tree or share/dir_ros),
-    None when there are none."""
-    from dir_ros.common.resources import find_resource
+def add_parser(sub: Any) -> None:
+    """Register `infer` on the dir-ros subparsers."""
+    inf = sub.add_parser(
+        "infer", help="reconstruct hands on images, folders and videos: overlays and JSON",
+        description="Run the node's predictor (--config, default the node's params file: the "
+        "landmark backend until a DIR checkpoint is set) on image files, folders of images and "
+        "video files. Writes <name>_overlay.png and <name>.json per frame into --out. Pictures "
+        "have no calibration: K is a pinhole with --fov-deg and the principal point at the centre.")
+    inf.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="image, folder or video")
+    inf.add_argument("--camera", type=int, default=None, metavar="INDEX",
+                     help="also read webcam INDEX (0 = /dev/video0) until --max-frames or Ctrl-C")
+    inf.add_argument("--max-frames", dest="max_frames", type=int, default=0,
+                     help="stop the webcam after this many frames (default 0: until Ctrl-C)")
+    inf.add_argument("--out", type=Path, default=Path(DEFAULT_INFER_OUT), help="output folder (default: %(default)s)")
+    inf.add_argument("--config", default=DEFAULT_INFER_CONFIG, help="predictor / node params YAML (default: %(default)s)")
+    inf.add_argument("--backend", choices=("auto", "dir", "landmarks"), default=None, help="override the config's backend")
+    inf.add_argument("--weights", default=None, help="override the config's DIR checkpoint")
+    inf.add_argument("--hand-model", dest="hand_model", default=None, help="folder with MANO_LEFT.pkl / MANO_RIGHT.pkl")
+    inf.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override the config's device")
+    inf.add_argument("--fov-deg", type=float, default=DEFAULT_FOV_DEG, help="assumed horizontal field of view (default %(default)s)")
+    inf.add_argument("--no-intrinsics", action="store_true", help="no K: wrist-relative hands (metric false)")
+    inf.add_argument("--mirrored", action="store_true", help="the pictures are mirrored (selfie view)")
+    inf.add_argument("--blank", action="store_true",
+                     help="draw the hands on a plain background instead of the picture (to share "
+                          "results on pictures you may not redistribute)")
+    inf.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    folder = find_resource("samples", Path.is_dir)
-    found = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-        if folder is not None else []
-    return found[0] if found else None
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks argparse cannot express; raises ValueError with a one-line reason."""
+    if not args.paths and args.camera is None:
+        raise ValueError("nothing to read: give image / folder / video PATHs or --camera INDEX")
+    if args.camera is not None and args.camera < 0:
+        raise ValueError(f"--camera must be a webcam index >= 0, got {args.camera}")
+    if args.max_frames < 0:
+        raise ValueError(f"--max-frames must be >= 0, got {args.max_frames}")
 
 
-def check_weights(args: argparse.Namespace) -> list[str]:
-    """Load CHECKPOINT into the network of --model-config (and --hand-model), print the load
-    report, then run one forward pass on --image (default: a sample photo, else a synthetic
-    image) through the DIR predictor; returns the printed lines."""
-    import cv2
-    import torch
-
-    from dir_ros.model import build_dir, load_model_config, load_release_checkpoint
-    from dir_ros.predictor import HandsPredictor, hand_model_dir, make_detector, resolve_device
-    from dir_ros.frontend.crop import make_cropper
-    from dir_ros.common.resources import resolve_resource
-
-    if not args.checkpoint.is_file():
-        raise ValueError(f"checkpoint {args.checkpoint} not found")
-    model_cfg = resolve_resource(args.model_config)
-    if not model_cfg.is_file():
-        raise ValueError(f"model config {args.model_config} not found")
-    model = build_dir(load_model_config(model_cfg), hand_model_dir=hand_model_dir(args.hand_model))
-    report = load_release_checkpoint(model, args.checkpoint)
-    lines = [f"checkpoint {args.checkpoint}: {report}"]
-    image = args.image or sample_image()
-    if image is not None:
-        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{image}: cannot decode the image")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:  # a smooth synthetic picture: shows that the forward pass runs, nothing more
-        yy, xx = np.mgrid[0:480, 0:640]
-        rgb = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
-    crop = "detect" if image is not None and not args.full_frame else "full"
-    predictor = HandsPredictor(
-        model, device=resolve_device(args.device),
-        cropper=make_cropper(crop, None, make_detector({"mirrored_input": False})
-                             if crop == "detect" else None))
-    K = pinhole_K(rgb.shape[1], rgb.shape[0], DEFAULT_FOV_DEG)
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        result = predictor.predict(rgb, K)
-        dt = time.perf_counter() - t0
-    from dir_ros.output.overlay import hand_text
-
-    lines.append(f"forward pass on {image or 'a synthetic image'} ({rgb.shape[1]}x{rgb.shape[0]}, "
-                 f"crop {crop}): {1e3 * dt:.0f} ms")
-    lines += [f"  {hand_text(h.side, h)}" for h in result.hands()]
-    for line in lines:
-        print(line)
-    return lines
+def run(args: argparse.Namespace) -> None:
+    """Validate the parsed `infer` arguments, run it, print one line of counts."""
+    validate(args)
+    counts = infer(args)
+    print(f"wrote {counts['frames']} frame(s) to {args.out}: {counts['hands_found']} "
+          f"hand(s) found, {counts['skipped']} file(s) skipped")
