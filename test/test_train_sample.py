@@ -17,7 +17,7 @@ from dir_ros.data.hands import (HandTables, double_layers, matrix_from_rot6d, mi
                                 posed_hand)
 from dir_ros.train.sample import AugmentConfig, make_sample
 from dir_ros.data.synthetic import SyntheticConfig, SyntheticHands
-from dir_ros.train.trainer import atomic_save
+from dir_ros.train.files import atomic_save
 
 INPUT = 96
 # Fraction of the segmentation map on which the rendered crop labels and the warped

@@ -8,6 +8,7 @@ make-bag source registry stay fast):
   datasets   InterHand2.6M and synthetic frames (dir_ros/data) as training samples
   recipe     training configuration (config/train/*.yaml), optimiser and schedule
   trainer    the loop: validation, checkpoints, resume, progress bars, loss curves
+  files      what a run writes: atomic checkpoint / text writes, the loss-curve PNG
   ddp        torchrun / DistributedDataParallel helpers (exact 2B == 2 x B batching)
   cli        the `dir-ros train` subcommand
 """

@@ -10,11 +10,11 @@ Output folder (cfg out_dir):
   history.json     per-step training loss and per-epoch validation metrics
   loss_curve.png   training loss per step and validation MPJPE per epoch
 
-Every file is written under a temporary name in the same folder and renamed when complete,
-so an interrupted run never leaves a half-written checkpoint; checkpoints are written only
-after complete epochs. A non-finite loss stops the run before the optimiser step (no
-checkpoint of that epoch); a bad frame is skipped with a warning naming it, or stops the
-run (data.bad_frames 'stop').
+Every file is written under a temporary name in the same folder and renamed when complete
+(dir_ros/train/files.py), so an interrupted run never leaves a half-written checkpoint;
+checkpoints are written only after complete epochs. A non-finite loss stops the run before
+the optimiser step (no checkpoint of that epoch); a bad frame is skipped with a warning
+naming it, or stops the run (data.bad_frames 'stop').
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from dir_ros.model.losses import DIRTarget, HandTarget
 from dir_ros.common.resources import resolve_resource
 
 from dir_ros.train import ddp
+from dir_ros.train.files import BEST_METRIC, atomic_save, atomic_write_text, plot_curves
 from dir_ros.train.recipe import make_optimizer, make_schedule, resolve_train_config
 from dir_ros.train.sample import AugmentConfig, Batch, collate
 
@@ -54,91 +54,11 @@ CURVES_PNG = "loss_curve.png"
 SHOWN_BAD_FRAMES = 5
 # Frame names quoted in the message of a non-finite loss.
 SHOWN_FRAME_NAMES = 3
-# Validation metric that picks best.pth (wrist-aligned, scaled: the paper's main table).
-BEST_METRIC = "mpjpe_mm"
-# Moving-average window of the loss curve (steps).
-CURVE_SMOOTHING = 25
 
 
 class TrainingError(RuntimeError):
     """The run cannot go on (non-finite loss, a bad frame under 'stop', unusable resume
     checkpoint); the message says what and where, and which checkpoint is the last good one."""
-
-
-# ---------------------------------------------------------------------------------------
-# Files
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name beside path, fsync, rename: path is either the old
-    file or the complete new one, never a half-written one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def plot_curves(history: Mapping[str, Any], path: Path) -> None:
-    """Training loss per step (and its moving average) and validation MPJPE per epoch as a
-    PNG (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    losses = np.asarray(history.get("loss", []), dtype=np.float64)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    if losses.size:
-        steps = np.arange(1, losses.size + 1)
-        ax1.plot(steps, losses, lw=0.6, alpha=0.4, label="step")
-        k = min(CURVE_SMOOTHING, losses.size)
-        avg = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax1.plot(steps[k - 1:], avg, lw=1.5, label=f"mean of {k}")
-        ax1.set_yscale("log")
-        ax1.legend()
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("training loss (total)")
-    ax1.grid(True, alpha=0.3)
-    val = history.get("val", [])
-    ep = [v["epoch"] + 1 for v in val if v.get(BEST_METRIC) is not None]
-    if ep:
-        ax2.plot(ep, [v[BEST_METRIC] for v in val if v.get(BEST_METRIC) is not None], "o-",
-                 label="MPJPE")
-        mv = [(v["epoch"] + 1, v["mpvpe_mm"]) for v in val if v.get("mpvpe_mm") is not None]
-        if mv:
-            ax2.plot(*zip(*mv), "s-", label="MPVPE")
-        ax2.legend()
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation error (mm, wrist-aligned, scaled)")
-    ax2.grid(True, alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---------------------------------------------------------------------------------------
