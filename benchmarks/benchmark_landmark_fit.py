@@ -110,7 +110,7 @@ def photo_frames(images: Path, frames: int) -> List[List[Dict[str, np.ndarray]]]
 
     from dir_ros.common.geometry import pinhole_K, ray_rotation
     from dir_ros.cli.infer import expand_inputs, letterbox
-    from dir_ros.predictor import make_detector
+    from dir_ros.config import make_detector
 
     K = pinhole_K(*PHOTO_SIZE, PHOTO_HFOV_DEG)
     detector = make_detector({"mirrored_input": False})

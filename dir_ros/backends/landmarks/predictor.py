@@ -101,10 +101,10 @@ class LandmarkPredictor:
 
     @classmethod
     def from_config(cls, config: Any) -> "LandmarkPredictor":
-        """Build from a predictor config (predictor.DEFAULT_CONFIG keys; the network's keys
+        """Build from a predictor config (dir_ros.config.DEFAULT_CONFIG keys; the network's keys
         are not used)."""
         from dir_ros.hand_model import build_hand_layers
-        from dir_ros.predictor import hand_model_dir, load_config, make_detector
+        from dir_ros.config import hand_model_dir, load_config, make_detector
 
         cfg = load_config(config)
         layers = build_hand_layers(hand_model_dir(cfg["hand_model"]))
