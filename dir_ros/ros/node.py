@@ -20,6 +20,8 @@ executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -148,6 +150,14 @@ LOSS_WARN_MIN_FRAMES = 30
 RESET_WAIT_S = 10.0
 # main(): longest blocking wait of the executor, so a signal is seen within this time.
 SPIN_SLICE_S = 0.1
+# glibc mallopt() parameter M_ARENA_MAX (<malloc.h>) and the arena count the node asks for:
+# one, so the inference thread allocates from the main arena. A thread of its own arena
+# (glibc's default) gets heaps that glibc trims back on every free, so each frame's buffers
+# fault their pages in again: OpenVINO's network (light config, 640x480) took 3.9-5.7 ms
+# longer in a worker thread than in the main thread, and 0.1-0.8 ms longer with one arena
+# (issue 20; same process, blocks alternating, 2-core Xeon).
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 1
 
 
 @dataclass
@@ -290,6 +300,19 @@ SPECS = {p.name: p for p in PARAMS}
 
 class ConfigError(Exception):
     """A parameter or file problem that stops the node at startup."""
+
+
+def share_main_malloc_arena() -> bool:
+    """Ask glibc for MALLOC_ARENAS malloc arena(s), so threads started afterwards (the
+    inference thread) allocate like the main thread (see M_ARENA_MAX). False where the C
+    library is not glibc or refuses (nothing changes there)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):  # no C library found, or not glibc's
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def check_param(name: str, value: Any, values: Optional[dict[str, Any]] = None) -> Optional[str]:
@@ -556,7 +579,9 @@ class HandsNode(Node):
                 bool(cfg["publish_grasp"]))
         except RetargetConfigError as e:
             raise ConfigError(f"parameter 'retarget': {e}") from e
-        # the inference thread builds the predictor (see _work) and then serves the mailbox
+        # the inference thread builds the predictor (see _work) and then serves the mailbox;
+        # it allocates from the main arena (before it starts: see M_ARENA_MAX)
+        share_main_malloc_arena()
         self._built = threading.Event()
         self._build_error: Optional[BaseException] = None
         self._worker = threading.Thread(target=self._work, name="hands_inference", daemon=True,
