@@ -195,6 +195,15 @@ FOLLOW_ROI_SHIFT = 0.1
 # (median 0.49: MediaPipe's 0.5 lost it on every third frame), the other hands 0.95-0.99;
 # the same regions on a grey frame, on the photo moved away or on noise score at most 0.01.
 FOLLOW_PRESENCE_FRACTION = 0.4
+# A followed hand is dropped (so that the palm pass runs on that very frame) when the landmark
+# model's handedness gives its side a probability under this: MediaPipe's handedness is a
+# two-class score, so under 0.5 the model sees the other side's hand there (after a scene cut
+# the old region lands on another hand or on clutter: samples/person_room.jpg -> person_table
+# kept following a 'right' region the model scored 0.49 -> 0.10 for that side, and the
+# backend, whose min_confidence is 0.5 too, marked it invalid on every later frame; the palm
+# pass finds both hands of the new scene on the next frame). The hands of the three drifting
+# interacting-hand clips score at least 0.5 for their side on every frame (both hands 60/60).
+FOLLOW_MIN_SIDE_SCORE = 0.5
 # The 'track' route (crops around a hand's last known region, palm detector on the crop)
 # keeps trying a lost hand's region for this many frames after it was last seen: 15 = half
 # a second at 30 Hz (a hand gone longer than that has likely moved on; the palm pass and the
@@ -486,7 +495,7 @@ class HandDetector:
 
     def clear_counts(self) -> None:
         """Empty route_counts and route_runs (every key present, at 0)."""
-        self.route_counts = {k: 0 for k in SOURCES + ("exposure",)}
+        self.route_counts = {k: 0 for k in SOURCES + ("exposure", "follow_dropped")}
         self.route_runs = {k: 0 for k in ("frames",) + SOURCES}
 
     def reset(self) -> None:
@@ -660,6 +669,9 @@ class HandDetector:
             if not 1.0 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
                 continue
             p_side = hand.score if self._side_of(hand.label) == side else 1.0 - hand.score
+            if p_side < FOLLOW_MIN_SIDE_SCORE:  # the other side's hand, or none: palm pass
+                self.route_counts["follow_dropped"] += 1
+                continue
             kept.append((side, hand, p_side))
         if len(kept) == 2 and _is_same_hand(kept[0][1].landmarks_px, kept[1][1].landmarks_px):
             kept = [max(kept, key=lambda k: k[2])]
