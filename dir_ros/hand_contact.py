@@ -34,8 +34,9 @@ fitted surfaces and 2D evidence together. Hands whose image regions do not meet 
 touched; fingers that interlock (one hand's fingers between the other's) cannot be separated
 by moving whole hands, only kept from going deeper.
 
-The finger step (separate_fingers, separate_pair; the landmark backend's finger_step, off by
-default) does that part: where a vertex of one hand is still more than FINGER_PENETRATION_M
+The finger step (separate_fingers, separate_pair; the landmark backend's finger_step, by
+default 'onset': run where the interlock appears, its turns then carried to later frames by
+turn_fingers) does that part: where a vertex of one hand is still more than FINGER_PENETRATION_M
 inside the other after the coupling, each finger the inside vertices belong to (by their
 largest skinning weight; for the other hand's vertices inside, the finger they are inside) is
 turned as one piece about its base joint (the MCP; the thumb's CMC) by two angles: about the

@@ -11,7 +11,8 @@ in the camera frame so that they project onto the image landmarks (landmark_fit.
 Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
 keeps its size from frame to frame), and two placed hands whose image regions meet are moved
 together by the coupling step of hand_contact.HandContact (touching, not passing through each
-other; with finger_step, interlocked fingers are then turned apart: hand_contact.separate_pair).
+other; the finger step then turns interlocked fingers apart: hand_contact.separate_pair, by
+default on the frame where the interlock appears, its turns carried to the later frames).
 Without K the hands are wrist-relative.
 No ROS imports.
 """
