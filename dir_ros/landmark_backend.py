@@ -49,10 +49,13 @@ FOLLOW_SOURCE = "follow"
 # 'always' on every frame where the coupled hands are still inside each other (12-17 ms a
 # frame on this 2-core machine); 'onset' on the frame where the interlock first appears for a
 # pair (a tested vertex deeper than hand_contact.FINGER_PENETRATION_M after the coupling, the
-# depth under which the step itself does nothing), its finger turns then held (in each hand's own frame, so they turn with the hand) and
-# applied to the later frames' fits (a fraction of a millisecond), the step running again only
-# when the pair is deeper than FINGER_RERUN_M inside each other with them; the held turns are
-# forgotten when the pair is lost or apart and on reset().
+# depth under which the step itself does nothing), its finger turns then held (in each hand's
+# own frame, so they turn with the hand) and applied to the later frames' fits (about 1 ms a
+# frame), the step running again only when the pair is deeper than FINGER_RERUN_M inside each
+# other with them; the held turns are forgotten when the pair is lost or apart and on
+# reset(). They are held here, not in the fit's warm start (self._warm: the fit's own
+# parameters): seeded with the turned pose, the next frame's fit (which converges to the same
+# world landmarks) undid the turn (demo2 photo: 2.2 mm -> 8.7 mm on the next frame).
 FINGER_STEP_MODES = ("off", "onset", "always")
 # 'onset': the held turns are kept while the coupled pair's deepest tested vertex stays within
 # this (m): issue 19's penetration target (3 mm); deeper, the step runs again on that frame.
@@ -88,8 +91,9 @@ class LandmarkPredictor:
         after it, the finger step of interlocked fingers (hand_contact.separate_pair), one of
         FINGER_STEP_MODES (True/False: 'always'/'off'); on the demo2 photo it takes 8.3 mm
         of penetration to 2.2 mm at 12-17 ms, so by default ('onset') it runs on the frame
-        where the interlock appears and its turns are carried to later frames; refine_new_hands: a newly found hand's landmarks refined by one
-        landmark-tracking pass on the same frame (detect()); all False = the hands fitted
+        where the interlock appears and its turns are carried to later frames;
+        refine_new_hands: a newly found hand's landmarks refined by one landmark-tracking
+        pass on the same frame (detect()); all False/'off' = the hands fitted
         and placed alone, frame by frame, with the front end's first landmarks (the
         behaviour before issue 19)."""
         from dir_ros.hand_contact import HandContact
