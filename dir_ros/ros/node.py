@@ -85,11 +85,12 @@ LOG_THROTTLE_S = 5.0  # at most one repeated error log per this many seconds
 # see TRANSPORT_MAX_S), queue = callback -> worker, then the worker's stages; the predictor's
 # own steps follow as predict_<step> (crop, network, post for DIR); total = callback -> last
 # publish (the latency).
+# handoff = the pause after TwoHandMesh (MESH_HANDOFF_S);
 # grasp = hands/grasp built and published; retarget = both hands' robot joint commands
 # computed (dex-retargeting) and published (publish_grasp / retarget).
 NODE_STAGES = ("transport", "queue", "decode", "intrinsics", "predict", "depth", "smoothing",
-               "mesh_build", "mesh_publish", "markers_build", "markers_publish", "points",
-               "tf", "grasp", "retarget", "debug_image", "total")
+               "mesh_build", "mesh_publish", "handoff", "markers_build", "markers_publish",
+               "points", "tf", "grasp", "retarget", "debug_image", "total")
 # A stamp -> callback difference outside [0, TRANSPORT_MAX_S] s is not transport: the camera
 # stamps with another clock (a device clock, a bag's time) and the stage is not timed.
 TRANSPORT_MAX_S = 5.0
@@ -158,6 +159,12 @@ SPIN_SLICE_S = 0.1
 # (issue 20; same process, blocks alternating, 2-core Xeon).
 M_ARENA_MAX = -8
 MALLOC_ARENAS = 1
+# After publishing TwoHandMesh the worker sleeps this long (s) before it builds the markers,
+# TF and grasp outputs, so that the mesh's subscribers get a core at once instead of waiting
+# behind ~1.5 ms of Python (on 2 busy cores the woken subscriber does not preempt it):
+# end-to-end mesh latency 36.1 -> 34.3 ms against sched_yield()'s 35.8 ms (light network,
+# OpenVINO, scripts/benchmark_node_overhead.py, issue 20); the later outputs come 1 ms later.
+MESH_HANDOFF_S = 0.001
 
 
 @dataclass
@@ -300,6 +307,18 @@ SPECS = {p.name: p for p in PARAMS}
 
 class ConfigError(Exception):
     """A parameter or file problem that stops the node at startup."""
+
+
+def make_executor(context: Any) -> Any:
+    """The executor of main(): rclpy's EventsExecutor (callback-based, in C++: an image
+    reaches its callback ~0.5 ms sooner and the worker ~0.4 ms sooner than with the
+    wait-set SingleThreadedExecutor, issue 20), or SingleThreadedExecutor where this rclpy
+    has none."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return SingleThreadedExecutor(context=context)
+    return EventsExecutor(context=context)
 
 
 def share_main_malloc_arena() -> bool:
@@ -1117,6 +1136,9 @@ class HandsNode(Node):
         timer.lap("mesh_build")
         self.pub_hands.publish(mesh)
         timer.lap("mesh_publish")
+        # the mesh is what consumers wait for: let them run before the rest is built
+        time.sleep(MESH_HANDOFF_S)
+        timer.lap("handoff")
         if self.cfg["publish_markers"]:
             markers = self._markers(result, header)
             timer.lap("markers_build")
@@ -1396,7 +1418,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = make_executor(node.context)
     executor.add_node(node)
     try:
         while signals.received is None and node.context.ok():
