@@ -16,7 +16,9 @@ jitter (mean ||x[t+1] - 2 x[t] + x[t-1]|| px/frame^2 over all 21 landmarks, the 
 own noise that the smoothing sees). Then: independent photos (video=False) of --images and --samples
 (both hands found?), and the lost-hands case: the photos dimmed, the palm detector alone
 against the front end with and without its exposure step, and the dimmed clips before
-(old way, no exposure step) and now. Prints the load average beside every timing (the CPU
+(old way, no exposure step) and now; scene cuts between the samples (--samples) and their
+drifting clips, before (a followed hand never dropped for its side score) and now. Prints
+the load average beside every timing (the CPU
 is shared) and writes --json.
 Usage: tools/ros_env.sh python benchmarks/benchmark_landmarks.py \
            [--json docs/figures/benchmark_landmarks.json]
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -33,11 +36,15 @@ import cv2
 import numpy as np
 import torch
 
-from dir_ros.frontend.detection import SIDES, SOURCES, HandDetector
-from dir_ros.data.clips import CLIP_FRAMES, DriftingClip, second_difference_norm
-from dir_ros.cli.infer import expand_inputs
-from dir_ros.common.machine import cpu_name, write_figures
-from dir_ros.predictor import build_predictor
+# the source tree's dir_ros (run as a script, sys.path[0] is benchmarks/ and the colcon install
+# space's copy, which may be older, would be imported instead)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dir_ros.frontend.detection import SIDES, SOURCES, HandDetector  # noqa: E402
+from dir_ros.data.clips import CLIP_FRAMES, DriftingClip, second_difference_norm  # noqa: E402
+from dir_ros.cli.infer import expand_inputs  # noqa: E402
+from dir_ros.common.machine import cpu_name, write_figures  # noqa: E402
+from dir_ros.predictor import build_predictor  # noqa: E402
 
 # The issue-19 targets this benchmark checks (printed beside the figures).
 TARGET_BACKEND_MS = 40.0  # landmark backend median per 640x480 frame on 2 cores
@@ -50,6 +57,9 @@ DIM_FACTORS = (0.3, 0.12)
 # carry the hands once found, a third of the main clips to keep the run short.
 DIM_CLIP_FRAMES = 20
 PIPELINES = ("detector_old", "detector_new", "backend_old", "backend_new")
+# Scene cuts: a clip of one sample photo (drifting) for CUT_AT frames (half a second at 30
+# Hz: its hands are followed when the cut comes), then another for the rest of CUT_FRAMES.
+CUT_AT, CUT_FRAMES = 15, 30
 
 
 def load_average() -> float:
@@ -233,6 +243,61 @@ def lost_hands_check(paths: list[Path]) -> dict[str, Any]:
     return out
 
 
+def _valid(found: dict) -> set[str]:
+    """The sides of a front-end result the backend would count valid (score at least the
+    predictor's default min_confidence)."""
+    from dir_ros.predictor import DEFAULT_MIN_CONFIDENCE
+
+    return {s for s, d in found.items() if d.score >= DEFAULT_MIN_CONFIDENCE}
+
+
+def scene_cut_check(paths: list[Path]) -> dict[str, Any]:
+    """Scene cuts between the sample photos (CUT_AT, CUT_FRAMES) and the samples' own
+    drifting clips, before (follow_min_side_score 0: a followed hand is never dropped for its
+    side score) and now: frames after the cut without both hands valid, per drifting clip
+    the frames each hand is valid, route counts."""
+    import itertools
+
+    variants = {"before": {"follow_min_side_score": 0.0}, "now": {}}
+    photos = {p.name: rgb_photo(p) for p in paths}
+    out: dict[str, Any] = {"cuts": {}, "clips": {}}
+    dets = {n: HandDetector(**kw) for n, kw in variants.items()}
+    try:
+        for a, b in itertools.permutations(photos, 2):
+            clips = [DriftingClip(photos[x], n_frames=CUT_FRAMES) for x in (a, b)]
+            row = {}
+            for name, det in dets.items():
+                det.reset()
+                det.clear_counts()
+                missing = [i - CUT_AT for i in range(CUT_FRAMES)
+                           if len(_valid(det(clips[i >= CUT_AT].frame(i)))) < len(SIDES)
+                           and i >= CUT_AT]
+                row[name] = {"frames_without_both_after_cut": missing,
+                             "route_counts": {k: v for k, v in det.route_counts.items() if v}}
+            out["cuts"][f"{a} -> {b}"] = row
+            print(f"  {a} -> {b}: frames after the cut without both hands: " + "; ".join(
+                f"{n} {len(r['frames_without_both_after_cut'])}/{CUT_FRAMES - CUT_AT} "
+                f"routes {r['route_counts']}" for n, r in row.items()))
+        for name_photo, photo in photos.items():
+            clip = DriftingClip(photo)
+            row = {}
+            for name, det in dets.items():
+                det.reset()
+                det.clear_counts()
+                valid = [_valid(det(f)) for f in clip.frames()]
+                row[name] = {"valid_frames": {s: sum(s in v for v in valid) for s in SIDES},
+                             "frames": clip.n_frames,
+                             "route_counts": {k: v for k, v in det.route_counts.items() if v}}
+            out["clips"][name_photo] = row
+            print(f"  {name_photo} drifting: " + "; ".join(
+                f"{n} L/R {r['valid_frames']['left']}/{r['valid_frames']['right']} of "
+                f"{r['frames']}, routes {r['route_counts']}" for n, r in row.items()))
+    finally:
+        for det in dets.values():
+            det.close()
+    return out
+
+
 def dim_clip_check(paths: list[Path], frames: int) -> dict[str, Any]:
     """The clips of the photos dimmed by DIM_FACTORS[0], DIM_CLIP_FRAMES frames: frames with
     both hands and routes, before (old way, no exposure step) and now (the default)."""
@@ -299,6 +364,11 @@ def main() -> None:
     figures["lost_hands"] = lost_hands_check(photos)
     print(f"lost hands in video: the clips dimmed x{DIM_FACTORS[0]}, {DIM_CLIP_FRAMES} frames")
     figures["lost_hands_clips"] = dim_clip_check(photos, DIM_CLIP_FRAMES)
+    if len(samples) >= 2:
+        print(f"scene cuts: every ordered pair of {len(samples)} sample photos, {CUT_AT} "
+              f"frames of one then {CUT_FRAMES - CUT_AT} of the other; and each sample "
+              f"drifting {CLIP_FRAMES} frames (before: followed hands never dropped)")
+        figures["scene_cuts"] = scene_cut_check(samples)
     figures["load_average_end"] = load_average()
     figures["sources"] = list(SOURCES)
     if args.json:

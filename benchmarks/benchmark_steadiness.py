@@ -12,10 +12,11 @@ index / 30 Hz):
     (scale_hold false, hand_contact false), the front end's first landmarks of a new hand
     (refine_new_hands false), the single-coefficient One-Euro filter with its old defaults
     (smoothing one_euro_single);
-  * after: the defaults (held hand size, coupling of meeting hands and the finger step of
-    interlocked fingers off by default, a new hand's landmarks refined by a tracking pass
-    on its first frame (LandmarkPredictor.refine: one more front-end call on that frame),
-    per-signal One-Euro).
+  * after: the defaults (held hand size, coupling of meeting hands, the finger step of
+    interlocked fingers in its default mode 'onset': run on the frame where the interlock
+    appears, its turns carried to the later frames; a new hand's landmarks refined by a
+    tracking pass on its first frame (LandmarkPredictor.refine: one more front-end call on
+    that frame), per-signal One-Euro); per clip also the frames the finger step ran on.
 Per clip and hand: frames with the hand found (valid, metric), mean wrist jitter and mean
 root-relative joint jitter (||x[t+1] - 2 x[t] + x[t-1]||, mm/frame^2, over the frames whose
 three samples have the hand; dir_ros.data.clips.second_difference_norm).
@@ -23,7 +24,8 @@ Contact: each photo as a single frame (its own size, K from a 60 degree field of
 fresh backend state): the deepest vertex of one hand inside the other (nearest-surface-normal
 test, both ways; dir_ros.backends.landmarks.contact.contact_report), how many are inside, the smallest
 vertex distance, the keypoints' mean distance from the image landmarks and the coupling's
-cost, before, after, and after with the finger step (after+fingers; off by default).
+cost, before, after, and for comparison the after variant with the finger step's other
+modes: 'off' (the default before the 'onset' mode) and 'always' (every frame).
 Writes the figures to --out (JSON) and a line plot of the wrist depth over the frames
 (before/after, every clip and hand) to --plot; prints the tables and `cat /proc/loadavg`.
 Usage: tools/ros_env.sh python benchmarks/benchmark_steadiness.py [--samples]
@@ -52,12 +54,14 @@ ROOT = Path(__file__).resolve().parents[1]
 M_TO_MM = 1e3
 # The variants compared: predictor config overrides and smoothing mode.
 VARIANTS = {
-    "before": ({"scale_hold": False, "hand_contact": False}, "one_euro_single"),
+    "before": ({"scale_hold": False, "hand_contact": False, "finger_step": "off"},
+               "one_euro_single"),
     "after": ({}, "one_euro"),
 }
-# The contact figures' extra run: the after variant with the finger step of interlocked
-# fingers (LandmarkPredictor.finger_step, off by default: its cost and 2D change are shown).
-FINGER_VARIANT = "after+fingers"
+# The contact figures' extra runs: the after variant with the finger step of interlocked
+# fingers in its other modes (LandmarkPredictor.finger_step; the default is 'onset'): 'off'
+# is the default before it, 'always' runs it on every frame (on one frame: as 'onset').
+FINGER_VARIANTS = {"after/step off": "off", "after/always": "always"}
 # LandmarkPredictor attributes of the variants beyond the predictor config.
 VARIANT_ATTRIBUTES = {"before": {"refine_new_hands": False}, "after": {}}
 # Issue 19's targets (mm/frame^2, mm, share of frames).
@@ -109,6 +113,11 @@ def run_clip(photo: np.ndarray, preds: dict[str, Any], bar: Any) -> dict[str, An
     timings: dict[str, list[float]] = {"detect_ms": [], "fit_ms": [], "contact_ms": []}
     import time
 
+    step_frames: list[int] = []  # the after variant's frames where the finger step ran
+    after = preds["after"]
+    finger_step = after._separate_fingers
+    after._separate_fingers = lambda hands, K: (step_frames.append(i), finger_step(hands, K))
+
     for i, frame in enumerate(clip.frames()):
         for name, pred in preds.items():
             t0 = time.perf_counter()
@@ -126,9 +135,11 @@ def run_clip(photo: np.ndarray, preds: dict[str, Any], bar: Any) -> dict[str, An
                 if hand.valid and hand.metric:
                     joints[name][side][i] = hand.joints
         bar.update(1)
+    del after._separate_fingers  # the method again
     out: dict[str, Any] = {"variants": {}, "timings_median_ms": {
         k: statistics.median(v) for k, v in timings.items() if v},
-        "coupled_frames": len(timings["contact_ms"])}
+        "coupled_frames": len(timings["contact_ms"]),
+        "finger_step_frames": sorted(set(step_frames))}
     for name in preds:
         per_side = {}
         for side in SIDES:
@@ -150,22 +161,24 @@ def reprojection_px(hand: Any, K: np.ndarray) -> float:
 
 
 def contact_figures(photo: np.ndarray, preds: dict[str, Any]) -> dict[str, Any]:
-    """Per variant (and the after variant with the finger step on, FINGER_VARIANT):
+    """Per variant (and the after variant with the finger step's other modes,
+    FINGER_VARIANTS):
     penetration (mm), vertices inside, smallest vertex distance (mm), wrist depth gap (mm),
     the keypoints' mean reprojection distance from the landmarks (px, per side) and the
     coupling's cost (ms) of the photo as one frame (None when not both hands are found)."""
     h, w = photo.shape[:2]
     K = pinhole_K(w, h)
-    runs = [(name, pred, False) for name, pred in preds.items()] \
-        + [(FINGER_VARIANT, preds["after"], True)]
+    runs = [(name, pred, pred.finger_step) for name, pred in preds.items()] \
+        + [(name, preds["after"], mode) for name, mode in FINGER_VARIANTS.items()]
     out = {}
-    for name, pred, fingers in runs:
+    for name, pred, mode in runs:
+        default = pred.finger_step
+        pred.finger_step = mode
         pred.reset()
-        pred.finger_step = fingers
         try:
             result = pred.predict(photo, K)
         finally:
-            pred.finger_step = False
+            pred.finger_step = default
         left, right = result.left, result.right
         if not (left.valid and right.valid and left.metric and right.metric):
             out[name] = None
@@ -250,16 +263,16 @@ def main() -> None:
                   f"{b['joint_jitter_mm']:>14.2f} {a['joint_jitter_mm']:>13.2f}")
     print(f"\ncontact, photos as single frames (targets: penetration <= {TARGET_PENETRATION_MM} "
           f"mm; in contact smallest distance < {TARGET_CONTACT_DISTANCE_MM} mm):")
-    print(f"{'photo':<28} {'variant':<13} {'penetr. mm':>10} {'inside':>7} "
+    print(f"{'photo':<28} {'variant':<14} {'penetr. mm':>10} {'inside':>7} "
           f"{'min dist mm':>12} {'wrist dz mm':>12} {'reproj px L/R':>14} {'contact ms':>10}")
     for photo_name, data in contacts.items():
         for name, fig_data in data.items():
             if fig_data is None:
-                print(f"{photo_name:<28} {name:<13} {'(not both hands found)':>40}")
+                print(f"{photo_name:<28} {name:<14} {'(not both hands found)':>40}")
                 continue
             ms = fig_data["contact_ms"]
             reproj = fig_data["reprojection_px"]
-            print(f"{photo_name:<28} {name:<13} {fig_data['penetration_mm']:>10.1f} "
+            print(f"{photo_name:<28} {name:<14} {fig_data['penetration_mm']:>10.1f} "
                   f"{fig_data['inside_vertices']:>7d} {fig_data['min_distance_mm']:>12.1f} "
                   f"{fig_data['wrist_depth_gap_mm']:>12.1f} "
                   f"{reproj['left']:>6.1f}/{reproj['right']:<7.1f} "
@@ -274,9 +287,12 @@ def main() -> None:
           + f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (2 cores)")
     print("coupling ran on (frames per clip; its cost is over those): "
           + ", ".join(f"{k} {v}" for k, v in coupled.items()))
+    print("finger step ran on (frames of each clip, 'onset'): " + ", ".join(
+        f"{k} {c['finger_step_frames']}" for k, c in clips.items()))
     report = {"clips": clips, "contact": contacts, "timings_median_ms": timing,
               "loadavg": list(load), "variants": {k: {"predictor": v[0], "smoothing": v[1]}
                                                   for k, v in VARIANTS.items()},
+              "finger_variants": FINGER_VARIANTS,
               "targets": {"wrist_jitter_mm": TARGET_WRIST_JITTER_MM,
                           "joint_jitter_mm": TARGET_JOINT_JITTER_MM,
                           "penetration_mm": TARGET_PENETRATION_MM,

@@ -72,6 +72,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # landmark backend (issue 19): hold each hand's size; couple two hands that meet
     "scale_hold": True,
     "hand_contact": True,
+    # the finger step of interlocked fingers: off | onset | always (backends/landmarks)
+    "finger_step": "onset",
 }
 
 

@@ -261,3 +261,105 @@ def test_backend_finger_step_updates_vertices_joints_and_base_rotations() -> Non
             want = src[0][kp] + (src[0][kp + 1] - src[0][kp]) @ turn.T
             np.testing.assert_allclose(hands[side].joints[kp + 1], want, atol=1e-5)
     assert changed > 0
+
+
+def test_turn_fingers_repeats_the_finger_steps_turns() -> None:
+    """turn_fingers (the held turns of finger_step 'onset') applied to the hands before the
+    step gives the step's own vertices and joints (float32-level agreement)."""
+    from dir_ros.backends.landmarks.contact import turn_fingers
+
+    left, right = _interlocked_pair()
+    out = separate_pair((left[1], left[0], left[2], WEIGHTS["left"]),
+                        (right[1], right[0], right[2], WEIGHTS["right"]), K)
+    assert out is not None and any(step.turns for step in out)
+    for step, hand, side in zip(out, (left, right), ("left", "right")):
+        again = turn_fingers(hand[1], hand[0], finger_weights(WEIGHTS[side]), step.turns)
+        np.testing.assert_allclose(again.vertices, step.vertices, atol=1e-6)
+        np.testing.assert_allclose(again.joints, step.joints, atol=1e-6)
+
+
+class _StillContact(HandContact):
+    """A coupling step that moves no hand and reports the pair's true deepest vertex (so that
+    the finger step's mode alone decides what happens to two interlocked hands)."""
+
+    def offsets(self, verts_a, faces_a, px_a, wrist_a, verts_b, faces_b, px_b, wrist_b):
+        rep = contact_report(verts_a, faces_a, verts_b, faces_b)
+        self.inside, self.depth_m = rep.max_penetration_m > 0.0, rep.max_penetration_m
+        return np.zeros(3), np.zeros(3)
+
+
+def _fitted_pair_hands(left: tuple, right: tuple) -> dict[str, HandsResult]:
+    """Two valid metric HandsResults of the mean-pose hands (root PALMS_TO_CAMERA), as the
+    backend's fit and placement give them before the coupling."""
+    root = PALMS_TO_CAMERA
+    pose = np.concatenate([geo.matrix_to_axis_angle(root), np.zeros(45)]).astype(np.float32)
+    return {side: HandsResult(
+        side=side, valid=True, confidence=1.0, vertices=hand[1].astype(np.float32),
+        joints=hand[0].astype(np.float32), wrist_position=hand[0][0].copy(),
+        wrist_quat=geo.matrix_to_quat(root), metric=True, pose=pose.copy(),
+        shape=np.zeros(10, np.float32),
+        keypoints_2d=geo.project_points(hand[0], K).astype(np.float32), faces=hand[2])
+        for side, hand in (("left", left), ("right", right))}
+
+
+def test_finger_step_onset_runs_once_carries_its_turns_and_resets() -> None:
+    """finger_step 'onset' on an interlocked pair seen on three frames: the step runs on the
+    first frame only, the later frames get its turns (penetration at most 3 mm on each, over
+    3 mm with the step off); reset() and a lost hand forget them (the step runs again)."""
+    left, right = _interlocked_pair()
+    pred = LandmarkPredictor(FakeDetector({}), LAYERS, 0.5, (0.05, 10.0))
+    assert pred.finger_step == "onset"  # the default
+    pred.contact = _StillContact()
+    runs = []
+    step = pred._separate_fingers
+    pred._separate_fingers = lambda hands, K_: (runs.append(1), step(hands, K_))
+
+    def frame() -> float:
+        hands = _fitted_pair_hands(left, right)
+        assert pred._couple(hands, K)
+        return contact_report(hands["left"].vertices, left[2], hands["right"].vertices,
+                              right[2]).max_penetration_m
+
+    depths = [frame() for _ in range(3)]
+    assert len(runs) == 1 and pred._turns
+    assert max(depths) <= 3e-3
+    np.testing.assert_allclose(depths[1:], depths[0], atol=1e-6)  # the same turns carried
+    pred.reset()
+    assert pred._turns == {}
+    frame()
+    assert len(runs) == 2
+    lost = _fitted_pair_hands(left, right)
+    lost["right"] = HandsResult.invalid("right", right[2], len(right[1]))
+    pred._couple(lost, K)
+    assert pred._turns == {}
+    pred.finger_step = "off"
+    assert frame() > 3e-3 and len(runs) == 2
+    with pytest.raises(ValueError, match="finger_step"):
+        pred.finger_step = "sometimes"
+
+
+def test_default_finger_step_brings_demo2_photo_within_3_mm() -> None:
+    """The default configuration on the demo2 photo (../shared/images, skipped without it),
+    as one frame: at most 3 mm inside and in contact (smallest vertex distance < 2 cm);
+    finger_step 'off' leaves it deeper (measured: 2.2 mm and 8.3 mm)."""
+    from pathlib import Path
+
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("mediapipe")
+    path = Path(__file__).resolve().parents[2] / "shared" / "images" / "interwild_demo2_input.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    photo_K = geo.pinhole_K(photo.shape[1], photo.shape[0])
+    pred = LandmarkPredictor.from_config({})
+    reports = {}
+    for mode in ("off", "onset"):
+        pred.finger_step = mode
+        pred.reset()
+        r = pred.predict(photo, photo_K)
+        assert r.left.valid and r.right.valid and r.left.metric and r.right.metric
+        reports[mode] = contact_report(r.left.vertices, r.left.faces, r.right.vertices,
+                                       r.right.faces)
+    assert reports["onset"].max_penetration_m <= 3e-3
+    assert reports["onset"].min_distance_m < 0.02
+    assert reports["off"].max_penetration_m > 3e-3

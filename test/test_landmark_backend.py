@@ -263,3 +263,19 @@ def test_new_hand_refined_by_a_tracking_pass_on_its_first_frame() -> None:
     pred.detector = plain
     pred.predict(image, K)
     assert len(calls) == 1
+
+
+def test_from_config_reads_finger_step(monkeypatch) -> None:
+    """finger_step reaches the predictor from its config: 'onset' by default and in the
+    shipped config/hands.yaml, another mode when asked, a clear error for an unknown one."""
+    from pathlib import Path
+
+    import dir_ros.predictor as P
+
+    monkeypatch.setattr(P, "make_detector", lambda cfg: FakeDetector({}))
+    assert LandmarkPredictor.from_config({}).finger_step == "onset"
+    assert LandmarkPredictor.from_config({"finger_step": "always"}).finger_step == "always"
+    shipped = Path(__file__).resolve().parents[1] / "config" / "hands.yaml"
+    assert P.load_config(shipped)["finger_step"] == "onset"
+    with pytest.raises(ValueError, match="finger_step"):
+        LandmarkPredictor.from_config({"finger_step": "sometimes"})

@@ -267,3 +267,19 @@ def test_one_euro_speed_bound_keeps_a_refit_from_opening_the_filter() -> None:
     assert MAX_ANGULAR_SPEED_RAD_S < 2.5 * FPS
     assert 0.0 < angles[0] < 0.5 * 2.5
     assert np.all(np.diff(angles) > -1e-9) and angles[-1] > angles[0]
+
+
+def test_closed_form_rotations_match_geometry() -> None:
+    """The smoother's closed-form quaternion -> matrix and quaternion -> axis-angle (used
+    instead of scipy per call, issue 20) agree with dir_ros.common.geometry on random quaternions,
+    unnormalised and of both signs, and on the identity."""
+    from dir_ros.post.smoothing import _quat_log, _quat_matrix
+
+    rng = np.random.default_rng(RNG_SEED)
+    quats = np.vstack([rng.normal(size=(200, 4)) * rng.uniform(0.5, 2.0, (200, 1)),
+                       [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, -1.0]]])
+    for q in quats:
+        np.testing.assert_allclose(_quat_matrix(q), geo.quat_to_matrix(q), atol=1e-6)
+        unit = q / np.linalg.norm(q)
+        np.testing.assert_allclose(_quat_log(unit),
+                                   geo.matrix_to_axis_angle(geo.quat_to_matrix(unit)), atol=1e-5)

@@ -195,6 +195,19 @@ FOLLOW_ROI_SHIFT = 0.1
 # (median 0.49: MediaPipe's 0.5 lost it on every third frame), the other hands 0.95-0.99;
 # the same regions on a grey frame, on the photo moved away or on noise score at most 0.01.
 FOLLOW_PRESENCE_FRACTION = 0.4
+# A followed hand is dropped (so that the palm pass runs on that very frame) when the landmark
+# model's handedness gives its side a probability under this: MediaPipe's handedness is a
+# two-class score, so under 0.5 the model sees the other side's hand there. After a scene cut
+# the old region lands on another hand or on clutter: samples/person_room.jpg -> person_table
+# kept following a 'right' region the model scored 0.49 -> 0.10 for that side, which the
+# backend (min_confidence 0.5 too) marks invalid: both hands on none of the 15 frames after
+# the cut, and on 6 of 15 after three other cuts of the 12 between the samples; with the drop,
+# on all 15 after every cut (benchmarks/benchmark_landmarks.py, scene cuts). person_room's lower
+# left hand (side score 0.25-0.8 on its followed region) was valid on 7 of 60 frames of its
+# drifting clip, 60 of 60 with the drop (the palm pass's side assignment gives it). The hands
+# of the three interacting-hand clips score at least 0.5 on every frame (no drop: same
+# routes, both hands 60/60).
+FOLLOW_MIN_SIDE_SCORE = 0.5
 # The 'track' route (crops around a hand's last known region, palm detector on the crop)
 # keeps trying a lost hand's region for this many frames after it was last seen: 15 = half
 # a second at 30 Hz (a hand gone longer than that has likely moved on; the palm pass and the
@@ -390,8 +403,11 @@ class HandDetector:
                  min_tracking_confidence: float = DEFAULT_MIN_TRACKING_CONFIDENCE,
                  model_complexity: int = 1, recover_second_hand: bool = True,
                  recovery_routes: Sequence[str] = DEFAULT_RECOVERY_ROUTES,
-                 track_landmarks: bool = True, normalise_exposure: bool = True) -> None:
-        """Build the MediaPipe graphs (bundled models only: no download)."""
+                 track_landmarks: bool = True, normalise_exposure: bool = True,
+                 follow_min_side_score: float = FOLLOW_MIN_SIDE_SCORE) -> None:
+        """Build the MediaPipe graphs (bundled models only: no download).
+        follow_min_side_score: a followed hand whose side the landmark model scores under
+        this is dropped and the palm pass runs (0: never dropped, the behaviour before)."""
         import mediapipe as mp  # local: importing dir_ros must not need mediapipe
 
         from dir_ros.common.native_log import quiet_native_logs
@@ -410,6 +426,10 @@ class HandDetector:
         self.recover_second_hand = bool(recover_second_hand)
         self.recovery_routes = tuple(recovery_routes)
         self.normalise_exposure = bool(normalise_exposure)
+        if not 0.0 <= follow_min_side_score <= 1.0:
+            raise ValueError(f"follow_min_side_score must be in [0, 1], got "
+                             f"{follow_min_side_score}")
+        self.follow_min_side_score = float(follow_min_side_score)
         self._mp = mp
         # Full-frame graph: MediaPipe's tracking graph only for the old video way; with our
         # own tracking (or for photos) every palm pass is an independent static pass.
@@ -486,7 +506,7 @@ class HandDetector:
 
     def clear_counts(self) -> None:
         """Empty route_counts and route_runs (every key present, at 0)."""
-        self.route_counts = {k: 0 for k in SOURCES + ("exposure",)}
+        self.route_counts = {k: 0 for k in SOURCES + ("exposure", "follow_dropped")}
         self.route_runs = {k: 0 for k in ("frames",) + SOURCES}
 
     def reset(self) -> None:
@@ -660,6 +680,9 @@ class HandDetector:
             if not 1.0 / MAX_SIZE_RATIO <= ratio <= MAX_SIZE_RATIO:
                 continue
             p_side = hand.score if self._side_of(hand.label) == side else 1.0 - hand.score
+            if p_side < self.follow_min_side_score:  # the other side's hand: palm pass
+                self.route_counts["follow_dropped"] += 1
+                continue
             kept.append((side, hand, p_side))
         if len(kept) == 2 and _is_same_hand(kept[0][1].landmarks_px, kept[1][1].landmarks_px):
             kept = [max(kept, key=lambda k: k[2])]

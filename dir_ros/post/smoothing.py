@@ -38,7 +38,6 @@ from typing import Optional
 
 import numpy as np
 
-from dir_ros.common import geometry as geo
 from dir_ros.common.results import FrameResult, HandsResult
 
 SMOOTHING_MODES = ("none", "ema", "one_euro", "one_euro_single")
@@ -347,6 +346,16 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
 
 
+def _quat_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3,3) of a quaternion (4,) xyzw (normalised here): the closed form, as
+    geometry.quat_to_matrix computes it, without scipy's per-call overhead (the smoother
+    runs it twice per hand and frame)."""
+    x, y, z, w = np.asarray(q, np.float64) / math.sqrt(float(np.dot(q, q)))
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
 @dataclass
 class _SignalState:
     """Filters of one hand: wrist (x/z, y/z), depth z, orientation, hand-frame geometry."""
@@ -368,7 +377,7 @@ def _split(h: HandsResult) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, n
     """(x/z, y/z) (2,), z (m), unit quaternion, hand-frame joints (21,3) and vertices (V,3) m
     of a hand (plane and depth 0 when not metric)."""
     wrist = np.asarray(h.joints[0], np.float64)
-    rot = geo.quat_to_matrix(h.wrist_quat)
+    rot = _quat_matrix(h.wrist_quat)
     local_j = (np.asarray(h.joints, np.float64) - wrist) @ rot
     local_v = (np.asarray(h.vertices, np.float64) - wrist) @ rot
     if h.metric and wrist[2] > 0:
@@ -436,13 +445,14 @@ class SignalOneEuroSmoother(_PerHandFilter):
         s.pose += a_pose * (np.asarray(h.pose[3:], np.float64) - s.pose)
         s.shape += a_pose * (np.asarray(h.shape, np.float64) - s.shape)
         s.keypoints_2d += a_plane * (np.asarray(h.keypoints_2d, np.float64) - s.keypoints_2d)
-        rot = geo.quat_to_matrix(s.quat)
+        rot = _quat_matrix(s.quat)
         joints = wrist + s.local_joints.x @ rot.T
         out = replace(
             h, vertices=(wrist + s.local_verts @ rot.T).astype(np.float32),
             joints=joints.astype(np.float32),
             wrist_position=wrist.copy() if h.metric else np.zeros(3), wrist_quat=s.quat.copy(),
-            pose=np.concatenate([geo.matrix_to_axis_angle(rot), s.pose]).astype(np.float32),
+            # the root rotation as axis-angle: the rotation vector of s.quat (|angle| <= pi)
+            pose=np.concatenate([_quat_log(s.quat), s.pose]).astype(np.float32),
             shape=s.shape.astype(np.float32), keypoints_2d=s.keypoints_2d.astype(np.float32))
         s.hand, s.t = out, t
         return out

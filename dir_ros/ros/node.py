@@ -20,6 +20,8 @@ executable (`python -m dir_ros.ros.node`, `lib/dir_ros/hands_node`).
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -84,11 +86,12 @@ LOG_THROTTLE_S = 5.0  # at most one repeated error log per this many seconds
 # see TRANSPORT_MAX_S), queue = callback -> worker, then the worker's stages; the predictor's
 # own steps follow as predict_<step> (crop, network, post for DIR); total = callback -> last
 # publish (the latency).
+# handoff = the pause after TwoHandMesh (MESH_HANDOFF_S);
 # grasp = hands/grasp built and published; retarget = both hands' robot joint commands
 # computed (dex-retargeting) and published (publish_grasp / retarget).
 NODE_STAGES = ("transport", "queue", "decode", "intrinsics", "predict", "depth", "smoothing",
-               "mesh_build", "mesh_publish", "markers_build", "markers_publish", "points",
-               "tf", "grasp", "retarget", "debug_image", "total")
+               "mesh_build", "mesh_publish", "handoff", "markers_build", "markers_publish",
+               "points", "tf", "grasp", "retarget", "debug_image", "total")
 # A stamp -> callback difference outside [0, TRANSPORT_MAX_S] s is not transport: the camera
 # stamps with another clock (a device clock, a bag's time) and the stage is not timed.
 TRANSPORT_MAX_S = 5.0
@@ -149,6 +152,20 @@ LOSS_WARN_MIN_FRAMES = 30
 RESET_WAIT_S = 10.0
 # main(): longest blocking wait of the executor, so a signal is seen within this time.
 SPIN_SLICE_S = 0.1
+# glibc mallopt() parameter M_ARENA_MAX (<malloc.h>) and the arena count the node asks for:
+# one, so the inference thread allocates from the main arena. A thread of its own arena
+# (glibc's default) gets heaps that glibc trims back on every free, so each frame's buffers
+# fault their pages in again: OpenVINO's network (light config, 640x480) took 3.9-5.7 ms
+# longer in a worker thread than in the main thread, and 0.1-0.8 ms longer with one arena
+# (issue 20; same process, blocks alternating, 2-core Xeon).
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 1
+# After publishing TwoHandMesh the worker sleeps this long (s) before it builds the markers,
+# TF and grasp outputs, so that the mesh's subscribers get a core at once instead of waiting
+# behind ~1.5 ms of Python (on 2 busy cores the woken subscriber does not preempt it):
+# end-to-end mesh latency 36.1 -> 34.3 ms against sched_yield()'s 35.8 ms (light network,
+# OpenVINO, benchmarks/benchmark_node_overhead.py, issue 20); the later outputs come 1 ms later.
+MESH_HANDOFF_S = 0.001
 
 
 @dataclass
@@ -291,6 +308,31 @@ SPECS = {p.name: p for p in PARAMS}
 
 class ConfigError(Exception):
     """A parameter or file problem that stops the node at startup."""
+
+
+def make_executor(context: Any) -> Any:
+    """The executor of main(): rclpy's EventsExecutor (callback-based, in C++: an image
+    reaches its callback ~0.5 ms sooner and the worker ~0.4 ms sooner than with the
+    wait-set SingleThreadedExecutor, issue 20), or SingleThreadedExecutor where this rclpy
+    has none."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return SingleThreadedExecutor(context=context)
+    return EventsExecutor(context=context)
+
+
+def share_main_malloc_arena() -> bool:
+    """Ask glibc for MALLOC_ARENAS malloc arena(s), so threads started afterwards (the
+    inference thread) allocate like the main thread (see M_ARENA_MAX). False where the C
+    library is not glibc or refuses (nothing changes there)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):  # no C library found, or not glibc's
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
 
 
 def check_param(name: str, value: Any, values: Optional[dict[str, Any]] = None) -> Optional[str]:
@@ -557,7 +599,9 @@ class HandsNode(Node):
                 bool(cfg["publish_grasp"]))
         except RetargetConfigError as e:
             raise ConfigError(f"parameter 'retarget': {e}") from e
-        # the inference thread builds the predictor (see _work) and then serves the mailbox
+        # the inference thread builds the predictor (see _work) and then serves the mailbox;
+        # it allocates from the main arena (before it starts: see M_ARENA_MAX)
+        share_main_malloc_arena()
         self._built = threading.Event()
         self._build_error: Optional[BaseException] = None
         self._worker = threading.Thread(target=self._work, name="hands_inference", daemon=True,
@@ -1093,6 +1137,9 @@ class HandsNode(Node):
         timer.lap("mesh_build")
         self.pub_hands.publish(mesh)
         timer.lap("mesh_publish")
+        # the mesh is what consumers wait for: let them run before the rest is built
+        time.sleep(MESH_HANDOFF_S)
+        timer.lap("handoff")
         if self.cfg["publish_markers"]:
             markers = self._markers(result, header)
             timer.lap("markers_build")
@@ -1372,7 +1419,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-    executor = SingleThreadedExecutor(context=node.context)
+    executor = make_executor(node.context)
     executor.add_node(node)
     try:
         while signals.received is None and node.context.ok():

@@ -34,8 +34,9 @@ fitted surfaces and 2D evidence together. Hands whose image regions do not meet 
 touched; fingers that interlock (one hand's fingers between the other's) cannot be separated
 by moving whole hands, only kept from going deeper.
 
-The finger step (separate_fingers, separate_pair; the landmark backend's finger_step, off by
-default) does that part: where a vertex of one hand is still more than FINGER_PENETRATION_M
+The finger step (separate_fingers, separate_pair; the landmark backend's finger_step, by
+default 'onset': run where the interlock appears, its turns then carried to later frames by
+turn_fingers) does that part: where a vertex of one hand is still more than FINGER_PENETRATION_M
 inside the other after the coupling, each finger the inside vertices belong to (by their
 largest skinning weight; for the other hand's vertices inside, the finger they are inside) is
 turned as one piece about its base joint (the MCP; the thumb's CMC) by two angles: about the
@@ -275,6 +276,8 @@ class HandContact:
         # whether the last offsets() left a tested vertex inside the other hand (the finger
         # step's cue: interlocked fingers that moving whole hands cannot separate)
         self.inside = False
+        # and how deep (m) its deepest tested vertex is (0 when not inside)
+        self.depth_m = 0.0
 
     def reset(self) -> None:
         """Forget the last frame's relative depth (a new clip, a hand lost)."""
@@ -286,7 +289,7 @@ class HandContact:
         """Offsets (d_a, d_b) (3,) m moving two metric hands (vertices (V,3) m, faces, image
         landmarks (21,2) px, wrist (3,) m) into contact without penetration; None when their
         image regions do not meet (the hands stay as they are)."""
-        self.inside = False
+        self.inside, self.depth_m = False, 0.0
         if not regions_meet(px_a, px_b):
             return None
         va = np.asarray(verts_a, np.float64)
@@ -347,6 +350,9 @@ class HandContact:
                     delta, best_cost, best_inside = cand, c, inside
         self._last_gap = gap0 - delta
         self.inside = best_inside > 0.0
+        if self.inside:  # the deepest tested vertex there (the finger step's re-run cue)
+            self.depth_m = float(max(a_in_b(-delta)[0].max(initial=0.0),
+                                     b_in_a(delta)[0].max(initial=0.0)))
         return -share_a * delta * ray, share_b * delta * ray
 
 
@@ -387,6 +393,29 @@ def finger_weights(weights: np.ndarray) -> np.ndarray:
     layer's skinning weights (V,16) (MANO joint order)."""
     weights = np.asarray(weights, np.float64)
     return weights[:, 1:].reshape(len(weights), _NUM_FINGERS, 3).sum(-1)
+
+
+def turn_fingers(verts: np.ndarray, joints: np.ndarray, finger_w: np.ndarray,
+                 turns: dict) -> FingerStep:
+    """A hand (vertices (V,3) m, joints (21,3) m, its per-finger skinning weights (V,5):
+    finger_weights of its layer's) with
+    fingers turned as the finger step turns them: per MANO finger id (0..4) a rotation (3,3)
+    in the camera frame about that finger's base keypoint (the vertices by their skinning
+    weight on the finger's joints, its keypoints rigidly). Used to carry a finger step's
+    turns to later frames (the landmark backend's finger_step 'onset')."""
+    out_v = np.array(verts, np.float64)
+    out_j = np.array(joints, np.float64)
+    fw = np.asarray(finger_w, np.float64)
+    for f, rot in turns.items():
+        rows = np.flatnonzero(fw[:, f] > 0.0)
+        w = fw[rows, f][:, None]
+        centre = out_j[_FINGER_BASE_KEYPOINT[f]].copy()
+        kp = np.arange(_FINGER_BASE_KEYPOINT[f] + 1,
+                       _FINGER_BASE_KEYPOINT[f] + _KEYPOINTS_PER_FINGER)
+        local_v = out_v[rows] - centre
+        out_v[rows] = centre + local_v + w * (local_v @ rot.T - local_v)
+        out_j[kp] = centre + (out_j[kp] - centre) @ rot.T
+    return FingerStep(vertices=out_v, joints=out_j, turns=dict(turns))
 
 
 def separate_fingers(verts_a: np.ndarray, joints_a: np.ndarray, faces_a: np.ndarray,

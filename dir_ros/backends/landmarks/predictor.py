@@ -11,7 +11,8 @@ in the camera frame so that they project onto the image landmarks (landmark_fit.
 Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
 keeps its size from frame to frame), and two placed hands whose image regions meet are moved
 together by the coupling step of hand_contact.HandContact (touching, not passing through each
-other; with finger_step, interlocked fingers are then turned apart: hand_contact.separate_pair).
+other; the finger step then turns interlocked fingers apart: hand_contact.separate_pair, by
+default on the frame where the interlock appears, its turns carried to the later frames).
 Without K the hands are wrist-relative.
 No ROS imports.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from dir_ros.common import geometry as geo
 from dir_ros.frontend.crop import detect_box
+from dir_ros.backends.landmarks.contact import FINGER_PENETRATION_M
 from dir_ros.common.results import SIDES, FrameResult, HandsResult, require_rgb
 
 LOG = logging.getLogger("dir_ros.backends.landmarks.predictor")
@@ -43,6 +45,21 @@ FIT_TORCH_THREADS = 1
 # them to 6 mm; root-relative joint jitter of that hand 1.76 -> 0.73 mm/frame^2
 # (benchmarks/benchmark_steadiness.py).
 FOLLOW_SOURCE = "follow"
+# The finger step of interlocked fingers (hand_contact.separate_pair) per frame: 'off' never;
+# 'always' on every frame where the coupled hands are still inside each other (12-17 ms a
+# frame on this 2-core machine); 'onset' on the frame where the interlock first appears for a
+# pair (a tested vertex deeper than hand_contact.FINGER_PENETRATION_M after the coupling, the
+# depth under which the step itself does nothing), its finger turns then held (in each hand's
+# own frame, so they turn with the hand) and applied to the later frames' fits (about 1 ms a
+# frame), the step running again only when the pair is deeper than FINGER_RERUN_M inside each
+# other with them; the held turns are forgotten when the pair is lost or apart and on
+# reset(). They are held here, not in the fit's warm start (self._warm: the fit's own
+# parameters): seeded with the turned pose, the next frame's fit (which converges to the same
+# world landmarks) undid the turn (demo2 photo: 2.2 mm -> 8.7 mm on the next frame).
+FINGER_STEP_MODES = ("off", "onset", "always")
+# 'onset': the held turns are kept while the coupled pair's deepest tested vertex stays within
+# this (m): issue 19's penetration target (3 mm); deeper, the step runs again on that frame.
+FINGER_RERUN_M = 3e-3
 
 
 @contextlib.contextmanager
@@ -68,15 +85,15 @@ class LandmarkPredictor:
     def __init__(self, detector: Any, layers: Mapping[str, Any], min_confidence: float,
                  depth_range: Sequence[float], fitter_kwargs: Optional[dict] = None,
                  scale_hold: bool = True, hand_contact: bool = True,
-                 refine_new_hands: bool = True, finger_step: bool = False) -> None:
+                 refine_new_hands: bool = True, finger_step: Any = "onset") -> None:
         """scale_hold: hold each hand's size over the frames (hand_scale); hand_contact: the
         coupling step of two hands whose image regions meet (hand_contact); finger_step:
-        after it, the finger step of interlocked fingers (hand_contact.separate_pair; off by
-        default: on the demo2 photo it takes 8.3 mm of penetration to 7.0 mm at 15-20 ms
-        with the fingers' keypoints within 3 px of the fit, and reaches 2.2 mm only by moving
-        them up to 70 px: the interlock is at the finger bases, where a finger's turn moves
-        little); refine_new_hands: a newly found hand's landmarks refined by one
-        landmark-tracking pass on the same frame (detect()); all False = the hands fitted
+        after it, the finger step of interlocked fingers (hand_contact.separate_pair), one of
+        FINGER_STEP_MODES (True/False: 'always'/'off'); on the demo2 photo it takes 8.3 mm
+        of penetration to 2.2 mm at 12-17 ms, so by default ('onset') it runs on the frame
+        where the interlock appears and its turns are carried to later frames;
+        refine_new_hands: a newly found hand's landmarks refined by one landmark-tracking
+        pass on the same frame (detect()); all False/'off' = the hands fitted
         and placed alone, frame by frame, with the front end's first landmarks (the
         behaviour before issue 19)."""
         from dir_ros.backends.landmarks.contact import HandContact
@@ -95,9 +112,33 @@ class LandmarkPredictor:
         self.scale = ScaleHold(enabled=scale_hold)  # held hand sizes (cleared by reset())
         self.contact: Optional[HandContact] = HandContact() if hand_contact else None
         self.refine_new_hands = bool(refine_new_hands)
-        self.finger_step = bool(finger_step)
+        self.finger_step = finger_step  # checked, normalised (property)
+        # 'onset': the finger turns held for the coupled pair, side -> finger id -> rotation
+        # (3,3) in the hand's own frame (the fit's root frame; cleared by reset(), on loss)
+        self._turns: dict[str, dict[int, np.ndarray]] = {}
         self.weights = {s: self.layers[s].th_weights.cpu().numpy().astype(np.float64)
                         for s in SIDES}  # (V,16) skinning weights, for the finger step
+        from dir_ros.backends.landmarks.contact import finger_weights
+
+        # (V,5) their sums per finger: the held turns' (finger_step 'onset')
+        self.finger_w = {s: finger_weights(w) for s, w in self.weights.items()}
+
+    @property
+    def finger_step(self) -> str:
+        """The finger step's mode, one of FINGER_STEP_MODES."""
+        return self._finger_step
+
+    @finger_step.setter
+    def finger_step(self, mode: Any) -> None:
+        """Set the mode (a FINGER_STEP_MODES name, or True/False for 'always'/'off');
+        ValueError naming the modes otherwise. The held turns are forgotten."""
+        if isinstance(mode, (bool, np.bool_)):
+            mode = "always" if mode else "off"
+        if mode not in FINGER_STEP_MODES:
+            raise ValueError(f"finger_step must be one of {FINGER_STEP_MODES} (or a bool), "
+                             f"got {mode!r}")
+        self._finger_step = str(mode)
+        self._turns = {}
 
     @classmethod
     def from_config(cls, config: Any) -> "LandmarkPredictor":
@@ -110,11 +151,12 @@ class LandmarkPredictor:
         layers = build_hand_layers(hand_model_dir(cfg["hand_model"]))
         return cls(make_detector(cfg), layers, min_confidence=float(cfg["min_confidence"]),
                    depth_range=cfg["depth_range"], scale_hold=bool(cfg["scale_hold"]),
-                   hand_contact=bool(cfg["hand_contact"]))
+                   hand_contact=bool(cfg["hand_contact"]), finger_step=cfg["finger_step"])
 
     def reset(self) -> None:
         """Forget the previous frames (detector tracks, warm starts, held hand sizes)."""
         self._warm.clear()
+        self._turns = {}
         self.scale.reset()
         if self.contact is not None:
             self.contact.reset()
@@ -195,25 +237,63 @@ class LandmarkPredictor:
         left, right = hands["left"], hands["right"]
         if not (left.valid and right.valid and left.metric and right.metric):
             self.contact.reset()  # a pair no longer: its relative depth starts afresh
+            self._turns = {}  # and its fingers' interlock too
             return False
+        if self._turns:  # 'onset': the pair's held finger turns on this frame's fits
+            self._apply_held_turns(hands)
+            left, right = hands["left"], hands["right"]
         offsets = self.contact.offsets(
             left.vertices, left.faces, left.keypoints_2d, left.wrist_position,
             right.vertices, right.faces, right.keypoints_2d, right.wrist_position)
         if offsets is None:
+            self._turns = {}  # apart: an interlock later is a new one
             return False
         for side, d in zip(SIDES, offsets):
             h = hands[side]
             hands[side] = replace(h, vertices=(h.vertices + d).astype(np.float32),
                                   joints=(h.joints + d).astype(np.float32),
                                   wrist_position=h.wrist_position + d)
-        if self.finger_step and self.contact.inside:  # left after moving whole hands
+        depth = self.contact.depth_m  # deepest tested vertex left inside after the coupling
+        if self.contact.inside and (self.finger_step == "always" or (
+                self.finger_step == "onset" and depth > (
+                    FINGER_RERUN_M if self._turns else FINGER_PENETRATION_M))):
             self._separate_fingers(hands, K)
         return True
+
+    def _apply_held_turns(self, hands: dict[str, HandsResult]) -> None:
+        """The held finger turns (hand frame) applied to this frame's hands, in place
+        (hand_contact.turn_fingers; each hand's root rotation from its fitted pose)."""
+        from dir_ros.backends.landmarks.contact import turn_fingers
+
+        for side, local in self._turns.items():
+            h = hands[side]
+            pose = np.asarray(h.pose, np.float64).reshape(-1, 3)
+            root = geo.axis_angle_to_matrix(pose[0])  # camera frame <- hand frame
+            turns = {f: root @ rot @ root.T for f, rot in local.items()}
+            step = turn_fingers(h.vertices, h.joints, self.finger_w[side], turns)
+            hands[side] = replace(h, vertices=step.vertices.astype(np.float32),
+                                  joints=step.joints.astype(np.float32),
+                                  pose=self._turned_pose(pose, root, turns))
+
+    @staticmethod
+    def _turned_pose(pose: np.ndarray, root: np.ndarray, turns: dict) -> np.ndarray:
+        """A hand's pose (16,3) axis-angle with each finger's base joint's local rotation
+        taking its camera-frame turn (3,3): (48,) float32."""
+        from dir_ros.backends.landmarks.contact import FINGER_BASE_JOINT
+
+        pose = np.array(pose, np.float64).reshape(-1, 3)
+        if turns:  # one batched conversion each way (scipy's cost is per call)
+            fingers = list(turns)
+            joints = [FINGER_BASE_JOINT[f] for f in fingers]  # children of the root:
+            local = geo.axis_angle_to_matrix(pose[joints])  # local = root^T world
+            world = np.stack([root.T @ turns[f] @ root for f in fingers])
+            pose[joints] = geo.matrix_to_axis_angle(world @ local)
+        return pose.reshape(-1).astype(np.float32)
 
     def _separate_fingers(self, hands: dict[str, HandsResult], K: np.ndarray) -> None:
         """The finger step (hand_contact.separate_pair) of two coupled hands, in place: the
         turned fingers' vertices and keypoints, and their base joints' local rotations."""
-        from dir_ros.backends.landmarks.contact import FINGER_BASE_JOINT, separate_pair
+        from dir_ros.backends.landmarks.contact import separate_pair
 
         steps = separate_pair(*((hands[s].vertices, hands[s].joints, hands[s].faces,
                                  self.weights[s]) for s in SIDES), K)
@@ -223,15 +303,15 @@ class LandmarkPredictor:
             if not step.turns:
                 continue
             h = hands[side]
-            pose = np.asarray(h.pose, np.float64).reshape(-1, 3).copy()
+            pose = np.asarray(h.pose, np.float64).reshape(-1, 3)
             root = geo.axis_angle_to_matrix(pose[0])  # camera frame <- hand frame
-            for finger, turn in step.turns.items():
-                j = FINGER_BASE_JOINT[finger]  # a child of the root: local = root^T world
-                pose[j] = geo.matrix_to_axis_angle(
-                    root.T @ turn @ root @ geo.axis_angle_to_matrix(pose[j]))
             hands[side] = replace(h, vertices=step.vertices.astype(np.float32),
                                   joints=step.joints.astype(np.float32),
-                                  pose=pose.reshape(-1).astype(np.float32))
+                                  pose=self._turned_pose(pose, root, step.turns))
+            if self.finger_step == "onset":  # held in the hand's frame, on top of the held
+                held = self._turns.setdefault(side, {})
+                for finger, turn in step.turns.items():
+                    held[finger] = root.T @ turn @ root @ held.get(finger, np.eye(3))
 
     def _target(self, side: str, det: Any, K: Optional[np.ndarray]
                 ) -> Optional[tuple[np.ndarray, np.ndarray]]:
