@@ -40,7 +40,8 @@ import torch
 # space's copy, which may be older, would be imported instead)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dir_ros.frontend.detection import SIDES, SOURCES, HandDetector  # noqa: E402
+from dir_ros.frontend.detection import SIDES, SOURCES  # noqa: E402
+from dir_ros.frontend.hand_detector import HandDetector  # noqa: E402
 from dir_ros.data.clips import CLIP_FRAMES, DriftingClip, second_difference_norm  # noqa: E402
 from dir_ros.cli.infer import expand_inputs  # noqa: E402
 from dir_ros.common.machine import cpu_name, write_figures  # noqa: E402
@@ -246,7 +247,7 @@ def lost_hands_check(paths: list[Path]) -> dict[str, Any]:
 def _valid(found: dict) -> set[str]:
     """The sides of a front-end result the backend would count valid (score at least the
     predictor's default min_confidence)."""
-    from dir_ros.predictor import DEFAULT_MIN_CONFIDENCE
+    from dir_ros.config import DEFAULT_MIN_CONFIDENCE
 
     return {s for s, d in found.items() if d.score >= DEFAULT_MIN_CONFIDENCE}
 

@@ -112,8 +112,8 @@ def hand_model_dir(value: Any) -> Optional[Path]:
 
 
 def make_detector(cfg: Mapping[str, Any]) -> Any:
-    """The hand front end (dir_ros.frontend.detection.HandDetector) for a predictor config."""
-    from dir_ros.frontend.detection import HandDetector
+    """The hand front end (dir_ros.frontend.hand_detector.HandDetector) for a predictor config."""
+    from dir_ros.frontend.hand_detector import HandDetector
 
     return HandDetector(mirrored_input=bool(cfg["mirrored_input"]))
 

@@ -1,5 +1,6 @@
-"""Tests of the hand front end (dir_ros.frontend.detection): handedness, mirroring, empty frames, one
-hand, video tracking and reset, on the real photos of interacting hands in shared/images."""
+"""Tests of the hand front end (dir_ros.frontend.hand_detector): handedness, mirroring, empty
+frames, one hand, video tracking and reset, on the real photos of interacting hands in
+shared/images."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
 from dir_ros.common import geometry as geo  # noqa: E402
-from dir_ros.frontend.detection import (  # noqa: E402
-    CROP_OUT_PX, SOURCES, Detection, HandDetector, _Candidate, _crop_affine)
+from dir_ros.frontend.detection import SOURCES, Detection, _Candidate  # noqa: E402
+from dir_ros.frontend.hand_detector import HandDetector  # noqa: E402
+from dir_ros.frontend.regions import CROP_OUT_PX, _crop_affine  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 # Mirror equivariance of MediaPipe on demo1 (measured): mean landmark error 2.4 % of the

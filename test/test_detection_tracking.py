@@ -1,8 +1,9 @@
-"""Tests of the hand front end's video tracking and lost-hand recovery (dir_ros.frontend.detection):
-the landmark tracking step ('follow') carries hands through frames where the palm detector
-misses them, a followed hand that is lost comes back through the last known region, the
-recovery runs when the palm pass finds no hand at all, dim frames are brightened, and the
-independent photos still give both hands."""
+"""Tests of the hand front end's video tracking and lost-hand recovery
+(dir_ros.frontend.hand_detector, recovery, regions, exposure): the landmark tracking step
+('follow') carries hands through frames where the palm detector misses them, a followed hand
+that is lost comes back through the last known region, the recovery runs when the palm pass
+finds no hand at all, dim frames are brightened, and the independent photos still give both
+hands."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,11 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
 
-from dir_ros.frontend.detection import (  # noqa: E402
-    EXPOSURE_TARGET_P99, FOLLOW_ROI_SCALE, FOLLOW_ROI_SHIFT, MAX_EXPOSURE_GAIN, SIDES, SOURCES,
-    HandDetector, _Candidate, exposure_gain, follow_region)
+from dir_ros.frontend.detection import SIDES, SOURCES, _Candidate  # noqa: E402
+from dir_ros.frontend.exposure import (  # noqa: E402
+    EXPOSURE_TARGET_P99, MAX_EXPOSURE_GAIN, exposure_gain)
+from dir_ros.frontend.hand_detector import HandDetector  # noqa: E402
+from dir_ros.frontend.regions import FOLLOW_ROI_SCALE, FOLLOW_ROI_SHIFT, follow_region  # noqa: E402
 from dir_ros.data.clips import DriftingClip  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -295,7 +298,7 @@ def test_one_hand_stream_rests_the_palm_pass() -> None:
     """One hand in view (person_room with its left hand greyed out): the hand is followed on
     every frame and the palm pass runs on one frame in RECOVERY_COOLDOWN_FRAMES + 1 only;
     when the second hand comes into view it is picked up within that many frames."""
-    from dir_ros.frontend.detection import RECOVERY_COOLDOWN_FRAMES
+    from dir_ros.frontend.recovery import RECOVERY_COOLDOWN_FRAMES
 
     rgb = _rgb(SAMPLES[1])
     with HandDetector(video=False) as photo:
@@ -355,7 +358,7 @@ def _cut_frames_without_both(det: HandDetector) -> list[int]:
     """The frames after the cut (0 = the first new frame) of the person_room ->
     person_table clip where det does not give both hands with a side score of at least
     FOLLOW_MIN_SIDE_SCORE (the backend's default min_confidence, 0.5, too)."""
-    from dir_ros.frontend.detection import FOLLOW_MIN_SIDE_SCORE
+    from dir_ros.frontend.hand_detector import FOLLOW_MIN_SIDE_SCORE
 
     before, after = (DriftingClip(_rgb(REPO_SAMPLES / f"person_{n}.jpg"), n_frames=CUT_FRAMES)
                      for n in ("room", "table"))
@@ -394,7 +397,7 @@ ROOM_LEFT_MIN_FRAMES = 57  # 95 % of 60, issue 19's share of frames
 def test_room_left_hand_stays_found_in_video() -> None:
     """samples/person_room.jpg drifting: its left hand is found with a side score of at least
     FOLLOW_MIN_SIDE_SCORE on at least 95 % of the frames."""
-    from dir_ros.frontend.detection import FOLLOW_MIN_SIDE_SCORE
+    from dir_ros.frontend.hand_detector import FOLLOW_MIN_SIDE_SCORE
 
     clip = DriftingClip(_rgb(REPO_SAMPLES / "person_room.jpg"))
     det = HandDetector()

@@ -270,12 +270,13 @@ def test_from_config_reads_finger_step(monkeypatch) -> None:
     shipped config/hands.yaml, another mode when asked, a clear error for an unknown one."""
     from pathlib import Path
 
-    import dir_ros.predictor as P
+    import dir_ros.config as C
 
-    monkeypatch.setattr(P, "make_detector", lambda cfg: FakeDetector({}))
+    # from_config imports make_detector from dir_ros.config when it runs: patched there
+    monkeypatch.setattr(C, "make_detector", lambda cfg: FakeDetector({}))
     assert LandmarkPredictor.from_config({}).finger_step == "onset"
     assert LandmarkPredictor.from_config({"finger_step": "always"}).finger_step == "always"
     shipped = Path(__file__).resolve().parents[1] / "config" / "hands.yaml"
-    assert P.load_config(shipped)["finger_step"] == "onset"
+    assert C.load_config(shipped)["finger_step"] == "onset"
     with pytest.raises(ValueError, match="finger_step"):
         LandmarkPredictor.from_config({"finger_step": "sometimes"})

@@ -91,7 +91,7 @@ def test_switch_shows_native_lines() -> None:
 
 DETECT = """
 import cv2
-from dir_ros.frontend.detection import HandDetector
+from dir_ros.frontend.hand_detector import HandDetector
 rgb = cv2.cvtColor(cv2.imread({sample!r}), cv2.COLOR_BGR2RGB)
 with HandDetector(video=False) as det:
     print(sorted(det(rgb)), flush=True)
