@@ -515,7 +515,7 @@ def _sensor_reliability(node: Any) -> dict[str, Any]:
     for name in ("image", "camera_info"):
         topic = node.resolve_topic_name(name)
         found[name] = {p for p in (ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT)
-                       if p.name.lower() in node.sensor_reliability(topic).split("+")}
+                       if p.name.lower() in node.transport.reliability(topic).split("+")}
     return {k: next(iter(v)) if len(v) == 1 else v for k, v in found.items()}
 
 
@@ -600,7 +600,7 @@ def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
         info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
         pub.publish(info)
         time.sleep(0.2)  # delivered to the best-effort subscription's queue, not yet taken
-        node._match_publishers()  # the periodic re-check: now reliable, as the publisher
+        node.transport.match_publishers()  # the periodic re-check: now reliable, as the publisher
         for timer in node.timers:  # (the image topic has no publisher: it re-armed its timer)
             timer.cancel()
         assert _sensor_reliability(node)["camera_info"] == ReliabilityPolicy.RELIABLE
@@ -610,7 +610,7 @@ def test_camera_info_survives_the_qos_switch(ctx: Any) -> None:
         assert node._camera is not None, "the CameraInfo was lost with the old subscription"
         np.testing.assert_allclose(node._camera[0], np.reshape(info.k, (3, 3)))
         assert node._camera[1] == (640, 480)
-        node._match_publishers()  # the next re-check destroys the replaced subscription
+        node.transport.match_publishers()  # the next re-check destroys the replaced subscription
         assert sum(s.topic_name == topic for s in node.subscriptions) == 1
 
 
@@ -656,7 +656,7 @@ def test_bad_values_refused_in_one_line(ctx: Any, name: str, value: Any, words: 
     is refused at runtime."""
     from rclpy.parameter import Parameter
 
-    from dir_ros.ros.node import ConfigError
+    from dir_ros.ros.parameters import ConfigError
 
     with pytest.raises(ConfigError) as info:
         _in_process_node(ctx, (name, value))
@@ -682,7 +682,7 @@ def test_good_values_accepted(ctx: Any) -> None:
 
 def test_declared_ranges_are_the_accepted_ranges(ctx: Any) -> None:
     """rclpy shows a FloatingPointRange as inclusive: its ends must be values the node takes."""
-    from dir_ros.ros.node import PARAMS, check_param
+    from dir_ros.ros.parameters import PARAMS, check_param
 
     node = _in_process_node(ctx)
     try:
@@ -710,7 +710,7 @@ def test_bad_model_config_file_one_line(ctx: Any, tmp_path: Path, text: str, wor
     """An empty, non-mapping or malformed model_config stops the node with one line naming
     the file (an empty file used to build the release network silently)."""
     from dir_ros.predictor import build_predictor
-    from dir_ros.ros.node import ConfigError
+    from dir_ros.ros.parameters import ConfigError
 
     path = tmp_path / "model.yaml"
     path.write_text(text)
@@ -819,7 +819,7 @@ def test_log_bridges_of_two_nodes_restore_the_core_logger() -> None:
     import logging
     import warnings as _warnings
 
-    from dir_ros.ros.node import CORE_LOGGER, RosLogBridge
+    from dir_ros.ros.log_bridge import CORE_LOGGER, RosLogBridge
 
     class _Logger:
         def get_effective_level(self) -> int:

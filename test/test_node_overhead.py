@@ -5,7 +5,7 @@ import platform
 
 import pytest
 
-from dir_ros.ros.node import share_main_malloc_arena
+from dir_ros.ros.process import share_main_malloc_arena
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -13,5 +13,5 @@ from dir_ros.ros.node import share_main_malloc_arena
 def test_glibc_accepts_one_malloc_arena() -> None:
     """glibc accepts the node's M_ARENA_MAX request (it returns 1 on success), so the
     inference thread shares the main arena (a thread arena made the network 3.9-5.7 ms
-    slower: dir_ros.ros.node.M_ARENA_MAX)."""
+    slower: dir_ros.ros.process.M_ARENA_MAX)."""
     assert share_main_malloc_arena() is True

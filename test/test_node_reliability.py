@@ -122,7 +122,7 @@ def test_best_effort_loss_estimated(ctx: Any, tmp_path: Path) -> None:
     node's estimated_transport_loss is within 10 points of the true loss (sent - received
     over sent), and above the warning share the node warns once, naming the camera
     profile."""
-    from dir_ros.ros.node import LOSS_WARN_SHARE
+    from dir_ros.ros.diagnostics import LOSS_WARN_SHARE
 
     node = NodeProcess(tmp_path, *_light_params("publish_debug_image:=false"))
     probe = Probe(ctx, ReliabilityPolicy.BEST_EFFORT)

@@ -232,7 +232,8 @@ def test_scale_hold_and_hand_contact_reach_the_predictor(ctx: Any) -> None:
     from rclpy.parameter import Parameter
 
     from dir_ros import config as P
-    from dir_ros.ros.node import SPECS, HandsNode
+    from dir_ros.ros.node import HandsNode
+    from dir_ros.ros.parameters import SPECS
 
     class _Stub:  # what the node needs of a predictor until a frame arrives
         device, precision = "cpu", "fp32"
@@ -240,7 +241,7 @@ def test_scale_hold_and_hand_contact_reach_the_predictor(ctx: Any) -> None:
         def predict(self, *args: Any) -> None:  # pragma: no cover - no frame is sent
             raise AssertionError("no frame expected")
 
-    for key in ("scale_hold", "hand_contact"):
+    for key in ("scale_hold", "hand_contact", "finger_step"):
         assert SPECS[key].default == P.DEFAULT_CONFIG[key] and SPECS[key].read_only
     seen: list[dict] = []
 
