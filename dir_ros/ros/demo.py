@@ -5,7 +5,7 @@ What it does (what `make demo` runs):
      launch tools are installed, else its installed executable (`lib/dir_ros/hands_node`),
      in a subprocess, in its own namespace (default /demo), with the params of
      config/hands.yaml (backend auto: the landmark backend until a DIR checkpoint is given)
-     plus the demo's overrides (DEMO_OVERRIDES: no smoothing across independent photos,
+     plus the demo's overrides (the `overrides` of run(): no smoothing across independent photos,
      reliable QoS for its reliable publisher, raw transport, TF frames under demo/, markers
      and TF on; the network config; with a randomly initialised network min_confidence 0);
   2. for each jpg/png in the --images folders (default: the committed samples/): calls the

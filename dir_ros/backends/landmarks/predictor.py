@@ -1,17 +1,17 @@
 """Landmark backend: two hands without the DIR network, for users with no DIR checkpoint.
 
-Per frame: the hand front end (detection.HandDetector, MediaPipe's bundled models) gives each
+Per frame: the hand front end (frontend/hand_detector.HandDetector, MediaPipe's bundled models) gives each
 hand's 21 image landmarks and 21 metric world landmarks (a hand it has just found, by any
 route but following, is refined by a second, following pass on the same frame: detect());
 per hand the world landmarks are
 turned from the hand's own view into the camera's (geometry.ray_rotation), the hand model
-(open hand or MANO) is fitted to them (landmark_fit.HandFitter: both hands in one batched
+(open hand or MANO) is fitted to them (fit.HandFitter: both hands in one batched
 call, each warm-started from the previous frame), and with K the fitted keypoints are placed
-in the camera frame so that they project onto the image landmarks (landmark_fit.place_hand).
-Each hand's world landmarks are first rescaled to its held size (hand_scale.ScaleHold: a hand
+in the camera frame so that they project onto the image landmarks (placement.place_hand).
+Each hand's world landmarks are first rescaled to its held size (scale.ScaleHold: a hand
 keeps its size from frame to frame), and two placed hands whose image regions meet are moved
-together by the coupling step of hand_contact.HandContact (touching, not passing through each
-other; the finger step then turns interlocked fingers apart: hand_contact.separate_pair, by
+together by the coupling step of contact.HandContact (touching, not passing through each
+other; the finger step then turns interlocked fingers apart: contact.separate_pair, by
 default on the frame where the interlock appears, its turns carried to the later frames).
 Without K the hands are wrist-relative.
 No ROS imports.
