@@ -40,14 +40,21 @@ def test_contracts_are_kept() -> None:
         assert f"{name} KEPT" in run.stdout, run.stdout
 
 
+def lint_copy_with_import(tmp_path: Path, module: str, statement: str
+                          ) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the package (under tmp_path) whose module (a path below
+    dir_ros/) ends with the import statement."""
+    shutil.copytree(ROOT / "dir_ros", tmp_path / "dir_ros",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    path = tmp_path / "dir_ros" / module
+    path.write_text(path.read_text() + f"\n{statement}  # noqa: E402,F401\n")
+    return lint_imports(tmp_path)
+
+
 def test_a_core_module_importing_rclpy_breaks_the_contracts(tmp_path: Path) -> None:
     """A copy of the package whose geometry module imports rclpy fails lint-imports, naming
     the no-ROS contract and the offending import."""
-    shutil.copytree(ROOT / "dir_ros", tmp_path / "dir_ros",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    geometry = tmp_path / "dir_ros" / "common" / "geometry.py"
-    geometry.write_text(geometry.read_text() + "\nimport rclpy  # noqa: E402,F401\n")
-    run = lint_imports(tmp_path)
+    run = lint_copy_with_import(tmp_path, "common/geometry.py", "import rclpy")
     assert run.returncode != 0, run.stdout
     assert "The core imports no ROS BROKEN" in run.stdout, run.stdout
     assert "dir_ros.common.geometry -> rclpy" in run.stdout, run.stdout
@@ -56,11 +63,7 @@ def test_a_core_module_importing_rclpy_breaks_the_contracts(tmp_path: Path) -> N
 def test_an_upward_import_breaks_the_layers(tmp_path: Path) -> None:
     """A copy of the package whose hand front end imports the node's layer fails the layers
     contract."""
-    shutil.copytree(ROOT / "dir_ros", tmp_path / "dir_ros",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    crop = tmp_path / "dir_ros" / "frontend" / "crop.py"
-    crop.write_text(crop.read_text() + "\nfrom dir_ros.post import smoothing  # noqa: E402,F401\n")
-    run = lint_imports(tmp_path)
+    run = lint_copy_with_import(tmp_path, "frontend/crop.py", "from dir_ros.post import smoothing")
     assert run.returncode != 0, run.stdout
     assert "Layers import only downward BROKEN" in run.stdout, run.stdout
     assert "dir_ros.frontend.crop -> dir_ros.post.smoothing" in run.stdout, run.stdout

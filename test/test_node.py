@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -148,6 +148,20 @@ class Probe:
         self.pub_info.publish(self.camera_info())
         self.pub_img.publish(msg)
         self.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.monotonic()
+
+    def publish_frame(self, rgb: np.ndarray, k: Sequence[float]) -> tuple[int, int]:
+        """Publish rgb (H,W,3) uint8 as a uniquely stamped rgb8 Image after a CameraInfo of
+        its size with intrinsics k (9 row-major values); returns the stamp (sec, nanosec)."""
+        height, width = rgb.shape[:2]
+        msg = self.image(rgb.tobytes())
+        msg.width, msg.height, msg.step = width, height, width * 3
+        info = self.camera_info()
+        info.width, info.height, info.k = width, height, list(k)
+        self.pub_info.publish(info)
+        self.pub_img.publish(msg)
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.sent[stamp] = time.monotonic()
+        return stamp
 
     def spin_until(self, cond: Callable[[], bool], deadline_s: float,
                    every: Optional[Callable[[], None]] = None, period_s: float = 1.0) -> bool:

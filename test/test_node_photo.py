@@ -17,6 +17,7 @@ except ImportError as e:  # pragma: no cover - depends on the build
 from test_node import FRAME, PREFIX, NodeProcess, Probe  # the node harness of test_node.py
 
 from dir_ros.cli.infer import letterbox
+from dir_ros.common.geometry import pinhole_K
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -40,17 +41,10 @@ def test_default_node_on_a_real_photo(ctx: Any, tmp_path: Path) -> None:
     node = NodeProcess(tmp_path, f"frame_prefix:={PREFIX}")
     probe = Probe(ctx, ReliabilityPolicy.RELIABLE)
     rgb = _camera_frame()
-    f = WIDTH / 2 / np.tan(np.radians(HFOV_DEG) / 2)
-    k = [f, 0.0, (WIDTH - 1) / 2, 0.0, f, (HEIGHT - 1) / 2, 0.0, 0.0, 1.0]
+    k = pinhole_K(WIDTH, HEIGHT, HFOV_DEG).reshape(-1)
     try:
         def publish() -> None:
-            msg = probe.image(rgb.tobytes())
-            msg.width, msg.height, msg.step = WIDTH, HEIGHT, WIDTH * 3
-            info = probe.camera_info()
-            info.width, info.height, info.k = WIDTH, HEIGHT, k
-            probe.pub_info.publish(info)
-            probe.pub_img.publish(msg)
-            probe.sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = 0.0
+            probe.publish_frame(rgb, k)
 
         def answered() -> bool:
             return any(h.valid and h.metric for m in probe.mine(probe.hands)

@@ -27,6 +27,7 @@ from test_node import (EXIT_DEADLINE_S, FRAME, PREFIX, NodeProcess, Probe,  # th
                        _env, _node_cmd)
 
 from dir_ros.cli.infer import letterbox
+from dir_ros.common.geometry import pinhole_K
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -88,8 +89,7 @@ def test_robot_outputs_on_the_sample_photos(ctx: Any, tmp_path: Path) -> None:
     for side in joints:
         probe.node.create_subscription(JointState, f"hands/{side}/joint_commands",
                                        joints[side].append, qos)
-    f = WIDTH / 2 / np.tan(np.radians(HFOV_DEG) / 2)
-    k = [f, 0.0, (WIDTH - 1) / 2, 0.0, f, (HEIGHT - 1) / 2, 0.0, 0.0, 1.0]
+    k = pinhole_K(WIDTH, HEIGHT, HFOV_DEG).reshape(-1)
     urdf = {side: _urdf_joints(path) for side, path in URDF.items()}
     driven = {"left": 0, "right": 0}
     try:
@@ -98,14 +98,8 @@ def test_robot_outputs_on_the_sample_photos(ctx: Any, tmp_path: Path) -> None:
             current: dict[str, Any] = {}
 
             def publish() -> None:
-                msg = probe.image(rgb.tobytes())
-                msg.width, msg.height, msg.step = WIDTH, HEIGHT, WIDTH * 3
-                info = probe.camera_info()
-                info.width, info.height, info.k = WIDTH, HEIGHT, k
-                probe.pub_info.publish(info)
-                probe.pub_img.publish(msg)
-                probe.sent[_stamp(msg)] = 0.0
-                current["stamps"] = current.get("stamps", set()) | {_stamp(msg)}
+                stamp = probe.publish_frame(rgb, k)
+                current["stamps"] = current.get("stamps", set()) | {stamp}
 
             def answered() -> bool:
                 # grasp comes after the mesh and TF, joint commands after grasp
