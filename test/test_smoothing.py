@@ -269,17 +269,24 @@ def test_one_euro_speed_bound_keeps_a_refit_from_opening_the_filter() -> None:
     assert np.all(np.diff(angles) > -1e-9) and angles[-1] > angles[0]
 
 
-def test_closed_form_rotations_match_geometry() -> None:
-    """The smoother's closed-form quaternion -> matrix and quaternion -> axis-angle (used
-    instead of scipy per call, issue 20) agree with dir_ros.common.geometry on random quaternions,
-    unnormalised and of both signs, and on the identity."""
-    from dir_ros.post.smoothing import _quat_log, _quat_matrix
+def test_closed_form_rotations_match_scipy() -> None:
+    """The closed forms used instead of scipy per call (issue 20): geometry.quat_to_matrix (one
+    quaternion or a batch) and the smoother's quaternion -> axis-angle agree with scipy's
+    Rotation on random quaternions, unnormalised and of both signs, and on the identity; a
+    zero quaternion is refused."""
+    from scipy.spatial.transform import Rotation
+
+    from dir_ros.post.smoothing import _quat_log
 
     rng = np.random.default_rng(RNG_SEED)
     quats = np.vstack([rng.normal(size=(200, 4)) * rng.uniform(0.5, 2.0, (200, 1)),
                        [[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, -1.0]]])
-    for q in quats:
-        np.testing.assert_allclose(_quat_matrix(q), geo.quat_to_matrix(q), atol=1e-6)
+    reference = Rotation.from_quat(quats).as_matrix()
+    np.testing.assert_allclose(geo.quat_to_matrix(quats), reference, atol=1e-6)
+    with pytest.raises(ValueError, match="zero-norm"):
+        geo.quat_to_matrix(np.zeros(4))
+    for q, ref in zip(quats, reference):
+        np.testing.assert_allclose(geo.quat_to_matrix(q), ref, atol=1e-6)
         unit = q / np.linalg.norm(q)
         np.testing.assert_allclose(_quat_log(unit),
                                    geo.matrix_to_axis_angle(geo.quat_to_matrix(unit)), atol=1e-5)

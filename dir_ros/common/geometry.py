@@ -278,9 +278,18 @@ def matrix_to_quat(rotmat: np.ndarray) -> np.ndarray:
 
 
 def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
-    """Quaternions (...,4) xyzw (normalised here) -> rotation matrices (...,3,3)."""
+    """Quaternions (...,4) xyzw (normalised here) -> rotation matrices (...,3,3). The closed
+    form, not scipy's Rotation: the smoother calls it twice per hand and frame, where scipy's
+    per-call overhead was most of the smoothing stage (issue 20)."""
     q = np.asarray(quat, dtype=np.float64)
-    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:-1] + (3, 3))
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    if not np.all(norm > 0):
+        raise ValueError("quat_to_matrix: a zero-norm quaternion has no rotation")
+    x, y, z, w = np.moveaxis(q / norm, -1, 0)
+    rows = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
 def matrix_to_axis_angle(rotmat: np.ndarray) -> np.ndarray:

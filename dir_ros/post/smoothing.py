@@ -38,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from dir_ros.common import geometry as geo
 from dir_ros.common.results import FrameResult, HandsResult
 
 SMOOTHING_MODES = ("none", "ema", "one_euro", "one_euro_single")
@@ -346,16 +347,6 @@ def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
 
 
-def _quat_matrix(q: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3,3) of a quaternion (4,) xyzw (normalised here): the closed form, as
-    geometry.quat_to_matrix computes it, without scipy's per-call overhead (the smoother
-    runs it twice per hand and frame)."""
-    x, y, z, w = np.asarray(q, np.float64) / math.sqrt(float(np.dot(q, q)))
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 @dataclass
 class _SignalState:
     """Filters of one hand: wrist (x/z, y/z), depth z, orientation, hand-frame geometry."""
@@ -377,7 +368,7 @@ def _split(h: HandsResult) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, n
     """(x/z, y/z) (2,), z (m), unit quaternion, hand-frame joints (21,3) and vertices (V,3) m
     of a hand (plane and depth 0 when not metric)."""
     wrist = np.asarray(h.joints[0], np.float64)
-    rot = _quat_matrix(h.wrist_quat)
+    rot = geo.quat_to_matrix(h.wrist_quat)
     local_j = (np.asarray(h.joints, np.float64) - wrist) @ rot
     local_v = (np.asarray(h.vertices, np.float64) - wrist) @ rot
     if h.metric and wrist[2] > 0:
@@ -445,7 +436,7 @@ class SignalOneEuroSmoother(_PerHandFilter):
         s.pose += a_pose * (np.asarray(h.pose[3:], np.float64) - s.pose)
         s.shape += a_pose * (np.asarray(h.shape, np.float64) - s.shape)
         s.keypoints_2d += a_plane * (np.asarray(h.keypoints_2d, np.float64) - s.keypoints_2d)
-        rot = _quat_matrix(s.quat)
+        rot = geo.quat_to_matrix(s.quat)
         joints = wrist + s.local_joints.x @ rot.T
         out = replace(
             h, vertices=(wrist + s.local_verts @ rot.T).astype(np.float32),
