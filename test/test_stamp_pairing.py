@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dir_ros.ros.stamp_pairing import DEPTH_STALE_S, StampPairer
+from dir_ros.ros.stamp_pairing import DDS_HEARTBEAT_PERIOD_S, DEPTH_STALE_S, StampPairer
 
 TOL = 0.017  # the node's default depth_stamp_tolerance
 WAIT = 0.25
@@ -122,6 +122,29 @@ def test_no_wait_without_a_depth_stream() -> None:
     p = _pairer(wait=0.0)
     r = p.add_colour(1.0, "c1", now=1.0)
     assert r is not None and not r.paired
+
+
+def test_a_repair_stall_is_not_a_silent_stream() -> None:
+    """A reliable depth stream that lost a fragment holds every later frame until the
+    writer's heartbeat brings the resend (up to DDS_HEARTBEAT_PERIOD_S): colour frames in
+    that stall wait and pair when the held depth frames come in a burst (with a 2 s silence
+    threshold the frame 2.2 s after the last depth left unpaired, its depth 0.27 s later)."""
+    from dir_ros.ros.parameters import DEFAULT_DEPTH_WAIT_S
+
+    assert DEPTH_STALE_S > DDS_HEARTBEAT_PERIOD_S and DEFAULT_DEPTH_WAIT_S > DDS_HEARTBEAT_PERIOD_S
+    p = StampPairer(TOL, DEFAULT_DEPTH_WAIT_S)
+    period = 0.25
+    for k in range(4):  # a live stream, one pair every 0.25 s
+        p.add_depth(k * period, f"d{k}", now=k * period + 0.01)
+        assert p.add_colour(k * period, f"c{k}", now=k * period + 0.02).paired
+    stall_end = 3 * period + 0.01 + DDS_HEARTBEAT_PERIOD_S  # depth 4.. held this long
+    colours = range(4, 16)
+    assert all(p.add_colour(k * period, f"c{k}", now=k * period) is None for k in colours
+               if k * period < stall_end)
+    released = [p.add_depth(k * period, f"d{k}", now=stall_end + 0.001 * k) for k in colours]
+    paired = [r for r in released if r is not None]
+    assert paired and all(r.paired for r in paired)
+    assert p.unpaired_missing == 0 and p.unpaired_late == 0
 
 
 def test_reset_forgets_state() -> None:

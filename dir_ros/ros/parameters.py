@@ -21,6 +21,7 @@ from dir_ros.post import depth as D
 from dir_ros.post import smoothing as S
 from dir_ros.robot.retarget import RETARGET_CHOICES
 from dir_ros.ros.robot_outputs import JOINT_TF_MODES
+from dir_ros.ros.stamp_pairing import DDS_HEARTBEAT_PERIOD_S
 from dir_ros.ros.transport import RELIABILITY
 
 ROI_UNSET = [0.0, 0.0, 0.0, 0.0]
@@ -33,15 +34,16 @@ MIN_ONE_EURO_CUTOFF_HZ = 0.001
 # A TF child frame id `<frame_prefix>left_wrist` must not start with '/' (tf2 refuses it);
 # names use ROS name characters; '/' separates namespaces (never two in a row).
 FRAME_PREFIX_PATTERN = re.compile(r"(?:[A-Za-z0-9_]+/)*[A-Za-z0-9_]*")
-# Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait): the
-# depth of a 640x480 capture sent 0-80 ms after its colour by a camera with Fast DDS's
-# defaults reached the node up to 0.34 s after its colour on 2 busy cores (fragment repair;
-# test_node_depth.py::test_depth_pairs_on_a_busy_cpu, /diagnostics depth_wait_ms_max), and in
-# a fresh-clone CI run of that test up to 1.01 s (2 of 40 pairs missed a 1 s wait): 2 s.
-# Only a frame whose depth is late waits this long: a frame whose depth was lost is
-# superseded by the next paired one, and a node without depth camera never waits
-# (stamp_pairing.py).
-DEFAULT_DEPTH_WAIT_S = 2.0
+# Default longest wait (s) of a colour frame for its depth frame (parameter depth_wait): a
+# reliable depth frame that lost a fragment on the way is resent only after the writer's
+# next heartbeat, up to one heartbeat period later (Fast DDS default 3 s), and the frames
+# behind it are held until then: seen in test_node_depth.py::test_depth_pairs_on_a_busy_cpu
+# (640x480 depth sent 0-80 ms after its colour, 2 busy cores) as depth 0.34 s, 1.03 s and
+# 2.2 s after its colour (/diagnostics depth_wait_ms_max, depth_late_ms_max). One heartbeat
+# period plus 0.5 s for the resend on busy cores. Only a frame whose depth is late waits
+# this long: a frame whose depth was lost is superseded by the next paired one, and a node
+# without depth camera never waits (stamp_pairing.py).
+DEFAULT_DEPTH_WAIT_S = DDS_HEARTBEAT_PERIOD_S + 0.5
 MAX_DEPTH_WAIT_S = 5.0
 
 

@@ -16,8 +16,8 @@ Rules (all times in seconds; stamps are header stamps, `now` a monotonic clock):
   answers the newest frame. A waiting frame is not dropped merely because a newer one
   arrived, so a depth stream that lags by more than one frame period still pairs.
 - It is released unpaired (the node then places hands by their size) when its wait ends,
-  and at once when the depth stream is silent (no depth frame for `stale_s`: no depth
-  camera, or it stopped), so pairing never delays the image path of a node without a depth
+  and at once when the depth stream is silent (no depth frame for `stale_s`, longer than a
+  reliable stream's repair stall: no depth camera, or it stopped), so pairing never delays the image path of a node without a depth
   camera. A newer depth frame does not end the wait: DDS delivers a fragmented frame that
   needed a repair after the next one (seen: a depth frame 0.25 s after its colour, its
   successor already there); a colour frame whose depth was lost is superseded by the next
@@ -45,10 +45,19 @@ DEPTH_BUFFER_FRAMES = 10
 # arrives once the depth lags by more than the cap). Frames are references to messages
 # already received: at 30 Hz and a 1 s wait, 30 frames, 28 MB of 640x480 rgb8.
 MAX_WAITING_FRAMES = 64
-# A depth stream without a frame for this long is silent: colour frames are released at
-# once. Longer than the frame period of slow RGB-D streams (the example sends a
-# pair every 0.7 s) so such a stream still pairs.
-DEPTH_STALE_S = 2.0
+# Fast DDS's default heartbeat period of a reliable writer (WriterTimes.heartbeat_period,
+# 3 s): a reader asks the writer again for a lost fragment only when a heartbeat comes, so a
+# reliable stream that lost a fragment stalls (later frames are held behind it, in order)
+# for up to this long. Seen in test_node_depth.py on 2 busy cores: no depth frame for 2.2 s,
+# then the held frames in a burst.
+DDS_HEARTBEAT_PERIOD_S = 3.0
+# A depth stream without a frame for this long is silent (no depth camera, or it stopped):
+# colour frames are released at once. Longer than a repair stall (one heartbeat period,
+# plus 1 s for the resend on busy cores) so that a stalled stream is not taken for an absent
+# one (with 2 s, frames in a 2.2 s stall left unpaired and their depth came 0.27 s later),
+# and longer than the frame period of slow RGB-D streams (the example sends a pair
+# every 0.7 s).
+DEPTH_STALE_S = DDS_HEARTBEAT_PERIOD_S + 1.0
 # Unpaired releases remembered, to tell late depth frames from missing ones.
 UNPAIRED_MEMORY = 30
 
