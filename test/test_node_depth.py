@@ -201,6 +201,60 @@ def test_node_without_depth_answers_as_before(ctx: Any) -> None:
         node.destroy_node()
 
 
+def test_first_frames_wait_for_the_first_camera_info(ctx: Any, monkeypatch: Any) -> None:
+    """A camera whose camera_info reader matched after its image reader: its first frames
+    wait for the first CameraInfo (bounded by FIRST_CAMERA_INFO_WAIT_S, here made long),
+    so the first answer is already metric; a camera without a camera_info publisher is
+    answered at once, wrist-relative."""
+    from dir_ros.ros import worker
+
+    monkeypatch.setattr(worker, "FIRST_CAMERA_INFO_WAIT_S", 3 * DEADLINE_S)
+    node = _node(ctx)
+    cam = _Camera(ctx, node)
+    try:
+        img = Image(height=H, width=W, encoding="rgb8", step=W * 3, data=cam.rgb.tobytes())
+        img.header.frame_id, img.header.stamp.sec = FRAME, 7
+        info_topic = node.resolve_topic_name("camera_info")
+        end = time.monotonic() + DEADLINE_S
+        while not (node.count_publishers(info_topic) and node.stats.received):
+            assert time.monotonic() < end, "the camera never reached the node"
+            cam.pubs["image"].publish(img)
+            cam.executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            cam.executor.spin_once(timeout_sec=0.05)
+        assert not cam.hands, "answered before any CameraInfo"
+        cam.pubs["camera_info"].publish(_info())
+        end = time.monotonic() + DEADLINE_S
+        while not cam.hands and time.monotonic() < end:
+            cam.executor.spin_once(timeout_sec=0.05)
+        assert cam.hands and cam.hands[0].left.metric and cam.hands[0].right.metric
+        assert cam.hands[0].header.stamp.sec == 7
+    finally:
+        cam.close()
+        node.destroy_node()
+
+    node = _node(ctx)  # no camera_info publisher: no wait
+    probe = Node(f"image_only_{time.monotonic_ns() % 10**6}", context=ctx)
+    hands: list[TwoHandMesh] = []
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    pub = probe.create_publisher(Image, f"{node.get_namespace()}/image", qos)
+    probe.create_subscription(TwoHandMesh, f"{node.get_namespace()}/hands", hands.append, qos)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(probe)
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + DEADLINE_S  # well before the (long) wait would end
+        while not hands and time.monotonic() < end:
+            pub.publish(img)
+            executor.spin_once(timeout_sec=0.05)
+        assert hands and not hands[0].left.metric and not hands[0].right.metric
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        node.destroy_node()
+
+
 @pytest.mark.parametrize("case, reason", [
     ("missing", "no depth image"),
     ("late", "depth stamp 100.0 ms from the colour stamp (> 17.0 ms)"),

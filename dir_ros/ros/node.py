@@ -125,6 +125,10 @@ class HandsNode(FrameWorker, Node):
         self._last_log: dict[str, float] = {}  # error kind -> monotonic time of its last log
         # why the latest CameraInfo cannot be used (None: usable or none received)
         self._camera_problem: Optional[str] = None
+        # start-up: frames wait for the first CameraInfo until this monotonic time (set by
+        # the first frame; worker.FIRST_CAMERA_INFO_WAIT_S), or not at all once done
+        self._info_wait_end: Optional[float] = None
+        self._info_wait_done = False
         self.cfg: Optional[dict[str, Any]] = None
         declare_parameters(self, self._on_set_parameters)
         cfg = {n: self.get_parameter(n).value for n in SPECS}
@@ -222,8 +226,8 @@ class HandsNode(FrameWorker, Node):
         self.transport = SensorSubscriptions(self, self._image_topic,
                                              self.cfg["image_reliability"])
         self.transport.add(self._image_topic, image_type, self._on_image)
-        self.transport.add(self.resolve_topic_name("camera_info"), CameraInfo,
-                           self._on_camera_info)
+        self._info_topic = self.resolve_topic_name("camera_info")
+        self.transport.add(self._info_topic, CameraInfo, self._on_camera_info)
         # use_depth: colour frames wait for their depth frame in the pairer (stamp_pairing.py)
         self._depth: Optional[DepthInput] = DepthInput() if self.cfg["use_depth"] else None
         if self._depth is not None:
@@ -284,13 +288,15 @@ class HandsNode(FrameWorker, Node):
         """Cache the intrinsics of the latest CameraInfo (one reference swap: thread safe).
         One the node cannot use (NaN / Inf / zero K, fx or fy <= 0) is not cached: hands are
         then wrist-relative (metric false), the problem is warned once and shown in
-        /diagnostics. Distortion is ignored (pinhole K only): warned once."""
+        /diagnostics. Distortion is ignored (pinhole K only): warned once. A frame held for
+        the first CameraInfo goes on once it is taken (worker._first_camera_info)."""
         problem = geo.intrinsics_problem(msg.k)
         if problem is not None:
             self._camera, self._camera_problem = None, problem
             self._warn_once(f"camera_info:{problem}", f"camera_info on "
-                            f"{self.resolve_topic_name('camera_info')} cannot be used: {problem}; "
+                            f"{self._info_topic} cannot be used: {problem}; "
                             f"publishing wrist-relative hands (metric false)")
+            self._first_camera_info()
             return
         d = np.asarray(msg.d, dtype=np.float64)
         if d.size and np.any(d != 0):
@@ -303,6 +309,7 @@ class HandsNode(FrameWorker, Node):
         self._camera = (k, (int(msg.width), int(msg.height)),
                         (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
         self._camera_problem = None
+        self._first_camera_info()
 
     def _warn_once(self, key: str, text: str) -> None:
         """Warn the first time `key` occurs (one line per distinct problem)."""

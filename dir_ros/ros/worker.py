@@ -22,6 +22,13 @@ BUILD_WAIT_SLICE_S = 0.1
 # ~/reset: longest wait of the service for the worker to finish a frame in progress and
 # clear its state (a frame of the release network on 2 busy cores takes ~0.3 s).
 RESET_WAIT_S = 10.0
+# At start-up a frame waits at most this long for the camera's first CameraInfo, while a
+# camera_info publisher is known: the camera_info reader can match the camera a frame or two
+# after the image reader, and a frame answered before any CameraInfo is wrist-relative
+# (metric false; seen once in test_launch_camera.py in fresh-clone CI). Several frame
+# periods of any camera; only frames before the first CameraInfo wait, the newest of them
+# (the mailbox) is answered, and a camera without a camera_info publisher never waits.
+FIRST_CAMERA_INFO_WAIT_S = 1.0
 
 
 class FrameWorker:
@@ -133,10 +140,36 @@ class FrameWorker:
                 if deadline is not None:
                     timeout = min(timeout, max(deadline - now, 0.0))
             if self._mailbox is not None:
-                frame, self._mailbox = self._mailbox, None
-                return frame
+                hold = self._camera_info_hold(self._mailbox[1], time.monotonic())
+                if hold <= 0.0:
+                    frame, self._mailbox = self._mailbox, None
+                    return frame
+                timeout = min(timeout, hold)
             self._lock.wait(timeout=timeout)
         return None
+
+    def _camera_info_hold(self, t_recv: float, now: float) -> float:
+        """(Worker, under the lock.) Seconds the mailbox frame (received at t_recv) still
+        waits for the camera's first CameraInfo; 0: answer it now. Waits only before the
+        first CameraInfo, at most FIRST_CAMERA_INFO_WAIT_S from the first frame, and only
+        while the camera_info topic has a publisher."""
+        if self._info_wait_done:
+            return 0.0
+        if self._info_wait_end is None:
+            self._info_wait_end = t_recv + FIRST_CAMERA_INFO_WAIT_S
+        left = self._info_wait_end - now
+        if left <= 0.0:  # none came: wrist-relative hands from now on ("no camera_info yet")
+            self._info_wait_done = True
+            return 0.0
+        return left if self.count_publishers(self._info_topic) > 0 else 0.0
+
+    def _first_camera_info(self) -> None:
+        """(Executor thread.) A CameraInfo arrived: frames no longer wait for one; wake the
+        worker if it holds a frame for it."""
+        if not self._info_wait_done:
+            with self._lock:
+                self._info_wait_done = True
+                self._lock.notify()
 
     def _reset_state(self) -> None:
         """(Worker, under the lock, between frames.) ~/reset: forget every per-stream state
