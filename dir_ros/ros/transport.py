@@ -11,11 +11,16 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-# Image / camera_info subscription queue. The mailbox keeps only the newest frame anyway;
-# a queue of 5 lets a reliable 1280x720 camera at 30 Hz deliver every frame (measured with
-# plain rclpy: depth 1 received 290 of 300, depth 5 all 300), the extra frames being
-# counted as mailbox drops instead of being lost in transport.
-IMAGE_QUEUE_DEPTH = 5
+# Image / camera_info subscription queue (frames DDS holds until the executor takes them).
+# The mailbox keeps only the newest frame anyway, so a deeper queue adds no latency; it
+# holds the frames that arrive while the executor thread does not run, which on 2 busy
+# cores (the worker's inference threads, other processes) happens for several frame
+# periods: a reliable 640x480 camera at 30 Hz started after the node, two busy-loop
+# processes beside it, lost 10 of 60 frames once in 3 runs with a queue of 1 and 4-6 now and
+# then with 5 (fresh-clone CI; test_node_reliability.py). 10: a third of a second at 30 Hz
+# (9 MB of 640x480 rgb8 at most); plain rclpy at 1280x720, 30 Hz: depth 1 received 290 of
+# 300, depth 5 all 300.
+IMAGE_QUEUE_DEPTH = 10
 # image_reliability -> subscription reliability. best_available is resolved by the node from
 # the publishers it sees (SensorSubscriptions.match_publishers): rmw resolves it only once.
 RELIABILITY = {"best_available": ReliabilityPolicy.BEST_AVAILABLE,
