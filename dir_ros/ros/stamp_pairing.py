@@ -17,11 +17,11 @@ Rules (all times in seconds; stamps are header stamps, `now` a monotonic clock):
   arrived, so a depth stream that lags by more than one frame period still pairs.
 - It is released unpaired (the node then places hands by their size) when its wait ends,
   and at once when the depth stream is silent (no depth frame for `stale_s`, longer than a
-  reliable stream's repair stall: no depth camera, or it stopped), so pairing never delays the image path of a node without a depth
-  camera. A newer depth frame does not end the wait: DDS delivers a fragmented frame that
-  needed a repair after the next one (seen: a depth frame 0.25 s after its colour, its
-  successor already there); a colour frame whose depth was lost is superseded by the next
-  paired one instead.
+  reliable stream's repair stall: no depth camera, or it stopped), so pairing never delays
+  the image path of a node without a depth camera. A newer depth frame does not end the
+  wait: DDS delivers a fragmented frame that needed a repair after the next one (seen: a
+  depth frame 0.25 s after its colour, its successor already there); a colour frame whose
+  depth was lost is superseded by the next paired one instead.
 - Counted: paired, unpaired_missing (released without its depth), unpaired_late (its depth
   came after all: moved from missing to late when a depth frame within tolerance of a
   recently released unpaired frame arrives; the remedy is a longer wait), superseded; and
